@@ -1,0 +1,51 @@
+# powerrl — every target creates .venv and installs what it needs on a fresh machine.
+# TORCH_SPEC pins the CPU build of PyTorch so that pip never pulls a multi-GB CUDA build;
+# override it (e.g. `make test TORCH_SPEC='torch==2.5.1'`) where another build is available.
+PYTHON     ?= python3.11
+VENV       ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PY         := $(VENV)/bin/python
+PIP        := $(PY) -m pip
+STAMP      := $(VENV)/.powerrl-installed
+DEMO_OUT   ?= out/demo
+
+.PHONY: install build demo test test-all bench lint docs clean
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(STAMP): $(PY) pyproject.toml setup.py
+	$(PIP) install --quiet "$(TORCH_SPEC)"
+	$(PIP) install --quiet "Cython>=3.0" "numpy>=1.26" "setuptools>=68" wheel
+	$(PIP) install --quiet --no-build-isolation -e ".[train,agent,dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# Rebuild the Cython core in place (cheap when nothing changed). POWERRL_DEBUG=1 gives bounds checks.
+build: $(STAMP)
+	$(PY) setup.py --quiet build_ext --inplace
+
+demo: build
+	$(VENV)/bin/powerrl compare --out $(DEMO_OUT)
+
+test: build
+	$(PY) -m pytest -q
+
+test-all: build
+	$(PY) -m pytest -q -m ""
+
+bench: build
+	$(PY) benchmarks/run_all.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check powerrl tests benchmarks examples
+	$(VENV)/bin/mypy powerrl
+
+docs: build
+	$(VENV)/bin/powerrl docs envs --out docs/envs.md
+
+clean:
+	rm -rf build powerrl/_core/*.so powerrl/_core/*.c *.egg-info

@@ -1,0 +1,77 @@
+"""The ``powerrl`` command line.
+
+Subcommands live next to the code they drive: each module listed in :data:`COMMAND_MODULES` has a
+``register(subparsers)`` function adding its subcommand(s). Modules whose optional dependencies are
+missing are skipped, so the CLI works without the training extra. Errors meant for the user
+(:class:`powerrl.errors.PowerrlError`) print one line and exit with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from powerrl.errors import PowerrlError
+
+#: Modules contributing subcommands, in ``--help`` order.
+COMMAND_MODULES: tuple[str, ...] = (
+    "powerrl.config_cli",
+    "powerrl.model.cli",
+    "powerrl.envs.cli",
+    "powerrl.hw.cli",
+    "powerrl.eval.cli",
+    "powerrl.agents.cli",
+    "powerrl.runtime.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="powerrl",
+        description="Learn, compare and deploy datacenter power-management policies.",
+        epilog="Run 'powerrl COMMAND --help' for the options of one command.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("powerrl"):
+                continue  # that part of powerrl is not built yet
+            continue  # an optional dependency (e.g. torch) is missing: its commands are unavailable
+        module.register(subparsers)
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("powerrl")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``powerrl`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except PowerrlError as exc:
+        print(f"powerrl {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"powerrl {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
