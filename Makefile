@@ -29,7 +29,7 @@ build: $(STAMP)
 	$(PY) setup.py --quiet build_ext --inplace
 
 demo: build
-	$(VENV)/bin/powerrl compare --out $(DEMO_OUT)
+	$(VENV)/bin/powerrl simulate --day 22
 
 test: build
 	$(PY) -m pytest -q

@@ -1,0 +1,324 @@
+"""``powerrl/ClusterBudget-v0``: split a time-varying facility power budget across nodes by priority."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from powerrl.envs import sources
+from powerrl.envs.config import ClusterBudgetConfig, make_config
+from powerrl.envs.fleet import build_fleet
+
+ENV_ID = "powerrl/ClusterBudget-v0"
+
+#: Priority levels, most important first (lower number = more important).
+PRIORITY_NAMES = ("Critical", "Production", "Development", "Research", "Background")
+#: Work value per priority level: each level is worth twice the next, so serving a more important
+#: node always pays more than serving a less important one of the same size.
+PRIORITY_WEIGHT = np.array([16.0, 8.0, 4.0, 2.0, 1.0])
+#: Share of nodes at each priority (a production-heavy mix); assigned by node index, so a node's
+#: observation slot keeps its priority across episodes.
+PRIORITY_MIX = (0.10, 0.30, 0.25, 0.20, 0.15)
+#: Workload classes cycled over nodes: latency-sensitive and throughput work side by side.
+CLASS_CYCLE = ("interactive", "batch", "compute", "memory")
+#: Penalty per unit of (power over budget / budget): large enough that overshooting never pays.
+OVERSHOOT_PENALTY = 4.0
+#: Budget events (demand-response requests) last 5 to 20 minutes (s).
+EVENT_MIN_S, EVENT_MAX_S = 300.0, 1200.0
+
+NODE_FIELDS: tuple[tuple[str, str, float, float], ...] = (
+    ("offered_load", "offered work last step / capacity at f_max", 0.0, 4.0),
+    ("priority", "priority level / 4 (0 = Critical, 1 = Background)", 0.0, 1.0),
+    ("power_frac", "power / busy power", 0.0, 1.5),
+    ("temp_die_c", "die temperature, degC", 0.0, 150.0),
+    ("cap_frac", "applied cap / busy power", 0.0, 1.5),
+    ("util", "busy fraction at the applied frequency", 0.0, 1.0),
+)
+GLOBAL_FIELDS: tuple[tuple[str, str, float, float], ...] = (
+    ("budget_frac", "facility budget / sum of busy power", 0.0, 1.0),
+    ("power_over_budget", "total power last step / budget", 0.0, 3.0),
+    ("tod_sin", "sin(2 pi time of day)", -1.0, 1.0),
+    ("tod_cos", "cos(2 pi time of day)", -1.0, 1.0),
+)
+
+
+def assign_priorities(n_nodes: int) -> np.ndarray:
+    """Priority level per node index following :data:`PRIORITY_MIX` (deterministic)."""
+    edges = np.cumsum(PRIORITY_MIX) * n_nodes
+    return np.searchsorted(edges, np.arange(n_nodes) + 0.5, side="right").clip(0, 4).astype(np.int64)
+
+
+class ClusterBudgetCore:
+    """``n_copies`` independent clusters of ``n_nodes`` nodes, stepped in one C call."""
+
+    def __init__(self, cfg: ClusterBudgetConfig, n_copies: int) -> None:
+        self.cfg = cfg
+        self.b = n_copies
+        n = self.n = cfg.n_nodes
+        self.classes = [CLASS_CYCLE[i % len(CLASS_CYCLE)] for i in range(n)]
+        self.arrays, self.kernel, mem_base = build_fleet(cfg.profile, n * n_copies, 1, self.classes * n_copies,
+                                                         cfg.dt_s, cfg.inlet_c)
+        a = self.arrays
+        self.mem_base = mem_base.reshape(n_copies, n)
+        self.idle_w = a.idle_w[:n].copy()
+        self.busy_w = a.busy_w[:n].copy()
+        self.priority = assign_priorities(n)
+        self.weight = PRIORITY_WEIGHT[self.priority]
+        self.rack = np.arange(n) // cfg.nodes_per_rack
+        self.pdu = self.rack // cfg.racks_per_pdu
+        self.n_pdus = int(self.pdu.max()) + 1
+        self.busy_total_w = float(self.busy_w.sum())
+        self.pdu_limit_w = cfg.pdu_limit_fraction * np.bincount(self.pdu, weights=self.busy_w, minlength=self.n_pdus)
+        self.service_s = a.service_ms.reshape(n_copies, n) / 1000.0
+        self.trace = sources.trace_arrays()
+        self.row_lo, self.row_hi = sources.split_rows(cfg.split)
+        self.steps_per_episode = max(1, int(round(cfg.episode_s / cfg.dt_s)))
+        self.start_s = np.zeros(n_copies)
+        self.step_count = np.zeros(n_copies, dtype=np.int64)
+        self.scale = np.ones((n_copies, n))
+        self.event_until_s = np.full(n_copies, -1.0)
+        self.budget_w = np.zeros(n_copies)
+        self.offered = np.zeros((n_copies, n))
+        self.obs = np.zeros((n_copies, n * len(NODE_FIELDS) + len(GLOBAL_FIELDS)), dtype=np.float32)
+        self._node_obs = self.obs[:, : n * len(NODE_FIELDS)].reshape(n_copies, n, len(NODE_FIELDS))
+        self.node_obs_static = self.priority / 4.0
+
+    @property
+    def time_s(self) -> np.ndarray:
+        """Trace time per copy (s since trace row 0)."""
+        return self.start_s + self.step_count * self.cfg.dt_s
+
+    def cap_from_action(self, action: np.ndarray) -> np.ndarray:
+        """Map actions in [-1, 1] (``[n_copies, n]``) to caps in W from idle to busy power; NaN -> idle."""
+        x = np.clip(np.nan_to_num(np.asarray(action, dtype=np.float64), nan=-1.0), -1.0, 1.0)
+        return self.idle_w + (x.reshape(self.b, self.n) + 1.0) * 0.5 * (self.busy_w - self.idle_w)
+
+    def action_from_cap(self, caps_w: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`cap_from_action`, clipped to [-1, 1]."""
+        return np.clip(2.0 * (caps_w - self.idle_w) / (self.busy_w - self.idle_w) - 1.0, -1.0, 1.0).astype(np.float32)
+
+    def reset_copies(self, which: np.ndarray, rng: np.random.Generator, start_s: float | None = None) -> None:
+        """New episodes for copies in mask ``which``: random start row in the split (or trace time
+        ``start_s``), caps at busy power."""
+        idx = np.flatnonzero(which)
+        if idx.size == 0:
+            return
+        cfg, a, n = self.cfg, self.arrays, self.n
+        episode_rows = int(np.ceil(self.steps_per_episode * cfg.dt_s / sources.TRACE_INTERVAL_S))
+        rows = rng.integers(self.row_lo, max(self.row_lo, self.row_hi - episode_rows - 1) + 1, size=idx.size)
+        self.start_s[idx] = (rows * sources.TRACE_INTERVAL_S if start_s is None
+                             else sources.check_start_s(start_s, cfg.episode_s))
+        self.step_count[idx] = 0
+        # Node heterogeneity around the datacentre average (lognormal, sigma 0.25).
+        self.scale[idx] = cfg.load_scale * rng.lognormal(0.0, 0.25, (idx.size, n))
+        self.event_until_s[idx] = -1.0
+        units = (idx[:, None] * n + np.arange(n)[None, :]).ravel()
+        a.backlog[units] = 0.0
+        a.temp_die_c[units] = cfg.inlet_c
+        a.temp_sink_c[units] = cfg.inlet_c
+        a.energy_j[units] = 0.0
+        a.work_done[units] = 0.0
+        a.cap_w[units] = a.busy_w[units]
+        a.power_w[units] = a.idle_w[units]
+        a.util[units] = 0.0
+        self.offered[idx] = 0.0
+        self._update_budget(idx, rng)
+        self._fill_obs()
+
+    def _update_budget(self, idx: np.ndarray, rng: np.random.Generator) -> None:
+        cfg = self.cfg
+        t = self.time_s[idx]
+        idle = t >= self.event_until_s[idx]
+        starts = idle & (rng.random(idx.size) < cfg.budget_event_rate_per_h * cfg.dt_s / 3600.0)
+        dur = rng.uniform(EVENT_MIN_S, EVENT_MAX_S, idx.size)
+        self.event_until_s[idx] = np.where(starts, t + dur, self.event_until_s[idx])
+        in_event = t < self.event_until_s[idx]
+        base = cfg.budget_fraction * self.busy_total_w
+        self.budget_w[idx] = np.where(in_event, base * (1.0 - cfg.budget_event_cut), base)
+
+    def step_caps(self, caps_w: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Advance one step with caps in W (``[n_copies, n]``); returns rewards and batched telemetry."""
+        cfg, a, b, n = self.cfg, self.arrays, self.b, self.n
+        dt = cfg.dt_s
+        budget = self.budget_w.copy()
+        rows = np.minimum((self.time_s // sources.TRACE_INTERVAL_S).astype(np.int64), len(self.trace.util) - 1)
+        lam = self.trace.util[rows][:, None] * self.scale * dt / self.service_s
+        offered = rng.poisson(lam) * self.service_s / dt
+        m = np.clip(self.mem_base + 0.3 * (self.trace.mem_proxy[rows] - 0.5)[:, None], 0.0, 1.0)
+        a.mem_bound[:] = m.ravel()
+        a.cap_w[:] = np.nan_to_num(np.asarray(caps_w, dtype=np.float64), nan=0.0, posinf=1e9).ravel()
+        a.pstate[:] = a.n_pstates - 1
+        a.demand[:] = offered.ravel()
+        self.kernel.step(dt)
+        self.offered[:] = offered
+        self.step_count += 1
+        power = a.power_w.reshape(b, n)
+        served = a.served.reshape(b, n)
+        total_w = power.sum(axis=1)
+        overshoot_w = np.maximum(0.0, total_w - budget)
+        weighted_served = (self.weight * served).sum(axis=1)
+        weighted_offered = (self.weight * offered * dt).sum(axis=1)
+        work_term = np.where(weighted_offered > 0, weighted_served / np.maximum(weighted_offered, 1e-12), 1.0)
+        viol_rate = a.sla_violation.reshape(b, n).mean(axis=1)
+        reward = work_term - cfg.sla_penalty * viol_rate - OVERSHOOT_PENALTY * overshoot_w / budget
+        tel = {"power_w": total_w, "budget_w": budget, "budget_overshoot_w": overshoot_w,
+               "energy_j": total_w * dt, "work_done": served.sum(axis=1),
+               "priority_weighted_work": weighted_served, "sla_violation_rate": viol_rate}
+        self._update_budget(np.arange(b), rng)
+        self._fill_obs()
+        return reward, tel
+
+    def truncated(self) -> np.ndarray:
+        """Copies whose episode reached its length."""
+        return self.step_count >= self.steps_per_episode
+
+    def _fill_obs(self) -> None:
+        a, b, n = self.arrays, self.b, self.n
+        d = self._node_obs
+        busy = a.busy_w.reshape(b, n)
+        d[:, :, 0] = np.minimum(self.offered, 4.0)
+        d[:, :, 1] = self.node_obs_static
+        d[:, :, 2] = np.minimum(a.power_w.reshape(b, n) / busy, 1.5)
+        d[:, :, 3] = np.clip(a.temp_die_c.reshape(b, n), 0.0, 150.0)
+        d[:, :, 4] = np.minimum(np.minimum(a.cap_w.reshape(b, n), 1e9) / busy, 1.5)
+        d[:, :, 5] = a.util.reshape(b, n)
+        tod = 2.0 * np.pi * (self.time_s % 86400.0) / 86400.0
+        self.obs[:, -4] = self.budget_w / self.busy_total_w
+        self.obs[:, -3] = np.minimum(3.0, a.power_w.reshape(b, n).sum(axis=1) / np.maximum(self.budget_w, 1e-9))
+        self.obs[:, -2] = np.sin(tod)
+        self.obs[:, -1] = np.cos(tod)
+
+
+def _spaces(cfg: ClusterBudgetConfig) -> tuple[spaces.Box, spaces.Box]:
+    lo = [f[2] for f in NODE_FIELDS] * cfg.n_nodes + [f[2] for f in GLOBAL_FIELDS]
+    hi = [f[3] for f in NODE_FIELDS] * cfg.n_nodes + [f[3] for f in GLOBAL_FIELDS]
+    return (spaces.Box(-1.0, 1.0, (cfg.n_nodes,), dtype=np.float32),
+            spaces.Box(np.array(lo, dtype=np.float32), np.array(hi, dtype=np.float32), dtype=np.float32))
+
+
+class ClusterBudgetEnv(gym.Env[np.ndarray, np.ndarray]):
+    """Allocate power caps to ``n_nodes`` servers under a facility budget that moves over time.
+
+    ## Description
+    ``n_nodes`` servers (racks of ``nodes_per_rack``, PDUs of ``racks_per_pdu`` racks) serve
+    the Google 2019 trace's load with per-node heterogeneity (lognormal, sigma 0.25). Each node has
+    a priority (Critical, Production, Development, Research, Background; fixed by node index) and a
+    workload class (interactive, batch, compute, memory, cycled). The agent requests a power cap per
+    node each step; the node runs at f_max under its cap like RAPL (lower P-states, then idle
+    injection, never below idle power). The facility budget is ``budget_fraction * sum(busy
+    power)`` and drops by ``budget_event_cut`` during budget events (Poisson,
+    ``budget_event_rate_per_h``, 5-20 minutes each), like demand-response requests. Caps are
+    applied as requested: keeping the sum within the budget is the agent's job (or the shield's,
+    see ``powerrl.shield``); overshoot is penalised and reported.
+
+    ## Action Space
+    ``Box(-1, 1, (n_nodes,), float32)``: requested cap per node, linear from -1 = the node's idle
+    power to +1 = its busy power at f_max.
+
+    ## Observation Space
+    ``Box(float32)`` of ``6 * n_nodes + 4`` values: per node, in node order,
+
+    | field | unit / meaning | min | max |
+    |---|---|---|---|
+    | offered_load | offered work last step / capacity at f_max | 0 | 4 |
+    | priority | priority level / 4 (0 = Critical, 1 = Background) | 0 | 1 |
+    | power_frac | power / busy power | 0 | 1.5 |
+    | temp_die_c | die temperature, degC | 0 | 150 |
+    | cap_frac | applied cap / busy power | 0 | 1.5 |
+    | util | busy fraction at the applied frequency | 0 | 1 |
+
+    then ``budget_frac`` (budget / sum of busy power, 0-1), ``power_over_budget`` (total power /
+    budget, 0-3), ``tod_sin``, ``tod_cos`` (time of day, -1-1).
+
+    ## Rewards
+    ``sum(w * served) / sum(w * offered) - sla_penalty * (share of nodes violating their SLA)
+    - 4 * max(0, P_total - budget) / budget``, priority weights ``w`` = 16, 8, 4, 2, 1.
+
+    ## Starting State
+    A random time in the split, caps at busy power, empty queues, inlet temperature everywhere.
+
+    ## Episode End
+    No termination; truncation after ``episode_s / dt_s`` steps.
+
+    ## Info
+    ``power_w``, ``budget_w`` (in force during the step), ``budget_overshoot_w``, ``energy_j``,
+    ``work_done`` (node-seconds at f_max), ``priority_weighted_work``, ``sla_violation_rate``,
+    ``caps_w``, ``pdu_power_w``, ``pdu_limit_w``, ``priority`` (arrays), ``time_s``.
+
+    ## Arguments
+    Fields of :class:`powerrl.envs.config.ClusterBudgetConfig` as keywords, or ``config=``.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, config: ClusterBudgetConfig | None = None, **overrides: Any) -> None:
+        self.cfg = config if config is not None else make_config(ENV_ID, overrides)
+        self.core = ClusterBudgetCore(self.cfg, 1)
+        self.action_space, self.observation_space = _spaces(self.cfg)
+
+    @property
+    def budget_w(self) -> float:
+        """Facility budget in force for the next step (W)."""
+        return float(self.core.budget_w[0])
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start at a random time of the split with every node capped at its busy power."""
+        super().reset(seed=seed)
+        self.core.reset_copies(np.ones(1, dtype=bool), self.np_random, (options or {}).get("start_s"))
+        return self.core.obs[0].copy(), {"budget_w": self.budget_w, "time_s": float(self.core.time_s[0])}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Apply the requested caps and advance ``dt_s`` seconds."""
+        return self.step_caps(self.core.cap_from_action(action))
+
+    def step_caps(self, caps_w: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Advance one step with caps given in W (for baselines, the shield and the oracle)."""
+        core = self.core
+        reward, tel = core.step_caps(np.asarray(caps_w, dtype=np.float64).reshape(1, core.n), self.np_random)
+        a = core.arrays
+        info: dict[str, Any] = {k: float(v[0]) for k, v in tel.items()}
+        info.update(caps_w=a.cap_w.copy(), pdu_power_w=np.bincount(core.pdu, weights=a.power_w, minlength=core.n_pdus),
+                    pdu_limit_w=core.pdu_limit_w.copy(), priority=core.priority, time_s=float(core.time_s[0]))
+        return core.obs[0].copy(), float(reward[0]), False, bool(core.truncated()[0]), info
+
+
+class ClusterBudgetVectorEnv(VectorEnv):
+    """``num_envs`` clusters stepped in one C call, same-step autoreset (see NodeDVFSVectorEnv)."""
+
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+
+    def __init__(self, num_envs: int = 1, config: ClusterBudgetConfig | None = None, **overrides: Any) -> None:
+        self.cfg = config if config is not None else make_config(ENV_ID, overrides)
+        self.num_envs = num_envs
+        self.core = ClusterBudgetCore(self.cfg, num_envs)
+        self.single_action_space, self.single_observation_space = _spaces(self.cfg)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset every copy."""
+        if isinstance(seed, list):
+            seed = seed[0]
+        self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
+        self.core.reset_copies(np.ones(self.num_envs, dtype=bool), self._np_random, (options or {}).get("start_s"))
+        return self.core.obs.copy(), {}
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step every copy; finished copies are reset in the same call."""
+        core = self.core
+        reward, infos = core.step_caps(core.cap_from_action(actions), self._np_random)
+        truncated = core.truncated()
+        if truncated.any():
+            infos["final_obs"] = np.where(truncated[:, None], core.obs, 0.0).astype(np.float32)
+            infos["_final_obs"] = truncated.copy()
+            core.reset_copies(truncated, self._np_random)
+        return core.obs.copy(), reward, np.zeros(self.num_envs, dtype=bool), truncated, infos

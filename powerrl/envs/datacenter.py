@@ -1,0 +1,360 @@
+"""``powerrl/Datacenter-v0``: rack P-state ceilings, CRAC supply setpoint and batch deferral under carbon."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from powerrl.envs import sources
+from powerrl.envs.config import DatacenterConfig, make_config
+from powerrl.envs.fleet import build_fleet
+
+ENV_ID = "powerrl/Datacenter-v0"
+
+#: Recirculation of hot exhaust raises rack inlet above the CRAC supply temperature by a base plus
+#: a load-dependent part (degC); Moore et al., USENIX ATC 2005 ("Making scheduling cool") observe
+#: inlet rises of a few degC from recirculation that grow with rack heat output.
+RECIRC_BASE_C = 1.0
+RECIRC_LOAD_C = 3.0
+#: Die temperature above which the thermal penalty applies (degC); typical server CPU Tcase/Tjmax
+#: margins put sustained operation below ~85 degC (e.g. Intel Xeon Scalable thermal guides).
+THERMAL_LIMIT_C = 85.0
+THERMAL_PENALTY_PER_C = 0.05
+
+RACK_FIELDS: tuple[tuple[str, str, float, float], ...] = (
+    ("util", "mean busy fraction of the rack's nodes", 0.0, 1.0),
+    ("power_frac", "rack power / rack busy power", 0.0, 1.5),
+    ("temp_die_max_c", "hottest die in the rack, degC", 0.0, 150.0),
+    ("ceiling", "P-state ceiling / (n_pstates - 1)", 0.0, 1.0),
+    ("latency_slack", "mean of 1 - p99 latency / SLA over interactive nodes, clipped", -1.0, 1.0),
+)
+GLOBAL_FIELDS: tuple[tuple[str, str, float, float], ...] = (
+    ("supply_c", "CRAC supply temperature, degC", 0.0, 40.0),
+    ("ambient_c", "outside air temperature, degC", -30.0, 50.0),
+    ("carbon_g_per_kwh", "grid carbon intensity now / 1000, gCO2/kWh / 1000", 0.0, 2.0),
+    ("carbon_forecast_1h", "same-time-yesterday forecast 1 h ahead / 1000", 0.0, 2.0),
+    ("carbon_forecast_3h", "same-time-yesterday forecast 3 h ahead / 1000", 0.0, 2.0),
+    ("solar_frac", "on-site solar output / peak kWp", 0.0, 1.2),
+    ("deferred_h", "deferred batch work / batch capacity per hour, h", 0.0, 100.0),
+    ("oldest_frac", "age of the oldest deferred work / deferral window", 0.0, 1.0),
+    ("tod_sin", "sin(2 pi time of day)", -1.0, 1.0),
+    ("tod_cos", "cos(2 pi time of day)", -1.0, 1.0),
+)
+
+
+class DatacenterCore:
+    """``n_copies`` independent datacenters, all their nodes stepped in one C call."""
+
+    def __init__(self, cfg: DatacenterConfig, n_copies: int) -> None:
+        self.cfg = cfg
+        self.b = n_copies
+        self.n_racks = cfg.n_racks
+        n = self.n = cfg.n_racks * cfg.nodes_per_rack
+        n_batch_per_rack = int(round(cfg.batch_share * cfg.nodes_per_rack))
+        slot = np.arange(n) % cfg.nodes_per_rack
+        self.is_batch = slot < n_batch_per_rack
+        classes = np.where(self.is_batch, "batch", "interactive")
+        self.arrays, self.kernel, mem_base = build_fleet(cfg.profile, n * n_copies, 1, list(classes) * n_copies,
+                                                         cfg.dt_s, cfg.supply_min_c)
+        a = self.arrays
+        self.mem_base = mem_base.reshape(n_copies, n)
+        self.rack = np.arange(n) // cfg.nodes_per_rack
+        self.busy_w = a.busy_w[:n].copy()
+        self.rack_busy_w = np.bincount(self.rack, weights=self.busy_w, minlength=self.n_racks)
+        self.busy_total_w = float(self.busy_w.sum())
+        self.batch_capacity = float(self.is_batch.sum())  # node-seconds of work per second at f_max
+        self.service_s = a.service_ms.reshape(n_copies, n) / 1000.0
+        self.n_pstates = a.n_pstates
+        self.trace = sources.trace_arrays()
+        self.site = sources.site_series()
+        self.row_lo, self.row_hi = sources.split_rows(cfg.split)
+        self.steps_per_episode = max(1, int(round(cfg.episode_s / cfg.dt_s)))
+        self.n_bins = max(1, int(round(cfg.defer_window_h * 3600.0 / cfg.dt_s)))
+        self.pool = np.zeros((n_copies, self.n_bins))
+        self.start_s = np.zeros(n_copies)
+        self.step_count = np.zeros(n_copies, dtype=np.int64)
+        self.scale = np.ones((n_copies, n))
+        self.supply_c = np.full(n_copies, cfg.supply_min_c)
+        self.ceiling = np.full((n_copies, self.n_racks), self.n_pstates - 1, dtype=np.int64)
+        self.last: dict[str, np.ndarray] = {}
+        self._nan_fill = np.array([1.0] * self.n_racks + [-1.0, -1.0, -1.0])
+        n_obs = self.n_racks * len(RACK_FIELDS) + len(GLOBAL_FIELDS)
+        self.obs = np.zeros((n_copies, n_obs), dtype=np.float32)
+        # Normaliser of the cost term: all nodes at busy power with PUE 1.5 at 300 gCO2/kWh for one step.
+        kwh = self.busy_total_w * 1.5 * cfg.dt_s / 3.6e6
+        self.cost_scale = kwh * (cfg.reward.energy_price_per_kwh + cfg.reward.carbon_price_per_kg * 0.3)
+
+    @property
+    def time_s(self) -> np.ndarray:
+        """Trace time per copy (s since trace row 0)."""
+        return self.start_s + self.step_count * self.cfg.dt_s
+
+    def reset_copies(self, which: np.ndarray, rng: np.random.Generator, start_s: float | None = None) -> None:
+        """New episodes for copies in mask ``which`` starting at midnight of a random day of the
+        split (or at trace time ``start_s``)."""
+        idx = np.flatnonzero(which)
+        if idx.size == 0:
+            return
+        cfg, a, n = self.cfg, self.arrays, self.n
+        episode_rows = int(np.ceil(self.steps_per_episode * cfg.dt_s / sources.TRACE_INTERVAL_S))
+        first_day = self.row_lo // sources.ROWS_PER_DAY
+        last_day = max(first_day, (self.row_hi - episode_rows) // sources.ROWS_PER_DAY)
+        days = rng.integers(first_day, last_day + 1, size=idx.size)
+        self.start_s[idx] = days * 86400.0 if start_s is None else sources.check_start_s(start_s, cfg.episode_s)
+        self.step_count[idx] = 0
+        self.scale[idx] = cfg.load_scale * rng.lognormal(0.0, 0.25, (idx.size, n))
+        self.pool[idx] = 0.0
+        self.supply_c[idx] = cfg.supply_min_c
+        self.ceiling[idx] = self.n_pstates - 1
+        units = (idx[:, None] * n + np.arange(n)[None, :]).ravel()
+        a.backlog[units] = 0.0
+        a.temp_die_c[units] = cfg.supply_min_c + RECIRC_BASE_C
+        a.temp_sink_c[units] = cfg.supply_min_c + RECIRC_BASE_C
+        a.energy_j[units] = 0.0
+        a.work_done[units] = 0.0
+        a.power_w[units] = a.idle_w[units]
+        a.util[units] = 0.0
+        a.latency_ms[units] = 0.0
+        self._fill_obs()
+
+    def decode(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Action ``[n_copies, n_racks + 3]`` in [-1, 1] -> (ceilings, supply_c, defer, release).
+
+        NaN entries count as the most conservative value: full frequency, coldest supply, no
+        deferral, no release.
+        """
+        cfg = self.cfg
+        x = np.asarray(action, dtype=np.float64).reshape(self.b, self.n_racks + 3)
+        x = np.clip(np.where(np.isnan(x), self._nan_fill, x), -1.0, 1.0)
+        ceilings = np.rint((x[:, : self.n_racks] + 1.0) * 0.5 * (self.n_pstates - 1)).astype(np.int64)
+        supply_c = cfg.supply_min_c + (x[:, -3] + 1.0) * 0.5 * (cfg.supply_max_c - cfg.supply_min_c)
+        defer = (x[:, -2] + 1.0) * 0.5
+        release = (x[:, -1] + 1.0) * 0.5
+        return ceilings, supply_c, defer, release
+
+    def step(self, action: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Apply the action of every copy and advance ``dt_s``; returns rewards and telemetry."""
+        cfg, a, b, n = self.cfg, self.arrays, self.b, self.n
+        dt = cfg.dt_s
+        ceilings, supply_c, defer, release = self.decode(action)
+        rows = np.minimum((self.time_s // sources.TRACE_INTERVAL_S).astype(np.int64), len(self.trace.util) - 1)
+        util = self.trace.util[rows][:, None] * self.scale
+        # Interactive: Poisson requests. Batch: new work arrives at the trace rate; part is deferred.
+        lam = util * dt / self.service_s
+        offered = rng.poisson(lam) * self.service_s / dt
+        batch_new = np.where(self.is_batch, offered, 0.0).sum(axis=1) * dt  # node-seconds
+        forced = self.pool[:, 0].copy()
+        self.pool[:, :-1] = self.pool[:, 1:]
+        self.pool[:, -1] = 0.0
+        released = release * self.pool.sum(axis=1)
+        self.pool *= (1.0 - release)[:, None]
+        self.pool[:, -1] += defer * batch_new
+        batch_run = (1.0 - defer) * batch_new + released + forced
+        share = np.where(self.is_batch, self.scale, 0.0)
+        share /= np.maximum(share.sum(axis=1, keepdims=True), 1e-12)
+        demand = np.where(self.is_batch, share * batch_run[:, None] / dt, offered)
+
+        self.supply_c[:] = supply_c
+        self.ceiling[:] = ceilings
+        rack_power_frac = (np.add.reduceat(a.power_w.reshape(b, n), np.arange(0, n, cfg.nodes_per_rack), axis=1)
+                           / self.rack_busy_w)
+        inlet = supply_c[:, None] + RECIRC_BASE_C + RECIRC_LOAD_C * np.minimum(rack_power_frac, 1.5)
+        a.inlet_c[:] = inlet[:, self.rack].ravel()
+        a.pstate[:] = ceilings[:, self.rack].ravel()
+        a.demand[:] = demand.ravel()
+        a.mem_bound[:] = np.clip(self.mem_base + 0.3 * (self.trace.mem_proxy[rows] - 0.5)[:, None], 0.0, 1.0).ravel()
+        self.kernel.step(dt)
+        self.step_count += 1
+
+        it_w = a.power_w.reshape(b, n).sum(axis=1)
+        site = self.site
+        ambient_c = site.ambient_c[rows]
+        cooling_w = sources.cooling_power_w(it_w, supply_c, ambient_c)
+        overhead_w = sources.OVERHEAD_FRACTION * it_w
+        facility_w = it_w + cooling_w + overhead_w
+        solar_w = cfg.solar_kwp * 1000.0 * site.solar_frac[rows]
+        grid_w = np.maximum(facility_w - solar_w, 0.0)
+        intensity = site.carbon_g_per_kwh[rows]
+        grid_kwh = grid_w * dt / 3.6e6
+        carbon_kg = grid_kwh * intensity / 1000.0
+        w = cfg.reward
+        cost = grid_kwh * w.energy_price_per_kwh + carbon_kg * w.carbon_price_per_kg
+        viol = a.sla_violation.reshape(b, n)
+        interactive = ~self.is_batch
+        viol_rate = viol[:, interactive].mean(axis=1) if interactive.any() else np.zeros(b)
+        hot = np.maximum(a.temp_die_c.reshape(b, n).max(axis=1) - THERMAL_LIMIT_C, 0.0)
+        reward = -w.energy * cost / self.cost_scale - w.sla * viol_rate - THERMAL_PENALTY_PER_C * hot
+        self.last = {
+            "it_power_w": it_w, "cooling_w": cooling_w, "facility_w": facility_w, "solar_w": solar_w,
+            "grid_w": grid_w, "pue": facility_w / np.maximum(it_w, 1e-9), "carbon_kg": carbon_kg,
+            "energy_kwh": facility_w * dt / 3.6e6, "carbon_g_per_kwh": intensity,
+            "sla_violation_rate": viol_rate, "temp_die_max_c": a.temp_die_c.reshape(b, n).max(axis=1),
+            "work_done": a.served.reshape(b, n).sum(axis=1), "deferred_work": self.pool.sum(axis=1),
+            "batch_released": released + forced, "supply_c": supply_c.copy(),
+        }
+        self._fill_obs()
+        return reward, self.last
+
+    def truncated(self) -> np.ndarray:
+        """Copies whose episode reached its length."""
+        return self.step_count >= self.steps_per_episode
+
+    def _fill_obs(self) -> None:
+        cfg, a, b, n, r = self.cfg, self.arrays, self.b, self.n, self.n_racks
+        starts = np.arange(0, n, cfg.nodes_per_rack)
+        per = cfg.nodes_per_rack
+        util = np.add.reduceat(a.util.reshape(b, n), starts, axis=1) / per
+        power = np.add.reduceat(a.power_w.reshape(b, n), starts, axis=1) / self.rack_busy_w
+        temp = np.maximum.reduceat(a.temp_die_c.reshape(b, n), starts, axis=1)
+        sla = a.sla_ms.reshape(b, n)
+        slack = np.clip(1.0 - a.latency_ms.reshape(b, n) / sla, -1.0, 1.0) * (~self.is_batch)
+        n_inter = np.maximum(np.add.reduceat((~self.is_batch).astype(float), starts), 1.0)
+        slack_rack = np.add.reduceat(slack, starts, axis=1) / n_inter
+        rack_obs = np.stack([util, np.minimum(power, 1.5), np.clip(temp, 0, 150),
+                             self.ceiling / max(1, self.n_pstates - 1), slack_rack], axis=2)
+        self.obs[:, : r * len(RACK_FIELDS)] = rack_obs.reshape(b, -1)
+        rows = np.minimum((self.time_s // sources.TRACE_INTERVAL_S).astype(np.int64), len(self.trace.util) - 1)
+        site = self.site
+        ci = site.carbon_g_per_kwh
+        # Honest forecast: the value observed 24 h before the target time (seasonal naive).
+        f1 = ci[np.clip(rows + 12 - sources.ROWS_PER_DAY, 0, len(ci) - 1)]
+        f3 = ci[np.clip(rows + 36 - sources.ROWS_PER_DAY, 0, len(ci) - 1)]
+        oldest = np.argmax(self.pool > 0, axis=1)
+        has = (self.pool > 0).any(axis=1)
+        g = self.obs[:, r * len(RACK_FIELDS):]
+        g[:, 0] = self.supply_c
+        g[:, 1] = np.clip(site.ambient_c[rows], -30, 50)
+        g[:, 2] = np.minimum(ci[rows] / 1000.0, 2.0)
+        g[:, 3] = np.minimum(f1 / 1000.0, 2.0)
+        g[:, 4] = np.minimum(f3 / 1000.0, 2.0)
+        g[:, 5] = np.minimum(site.solar_frac[rows], 1.2)
+        g[:, 6] = np.minimum(self.pool.sum(axis=1) / max(self.batch_capacity * 3600.0, 1e-9), 100.0)
+        g[:, 7] = np.where(has, 1.0 - oldest / self.n_bins, 0.0)
+        tod = 2.0 * np.pi * (self.time_s % 86400.0) / 86400.0
+        g[:, 8] = np.sin(tod)
+        g[:, 9] = np.cos(tod)
+
+
+def _spaces(cfg: DatacenterConfig) -> tuple[spaces.Box, spaces.Box]:
+    lo = [f[2] for f in RACK_FIELDS] * cfg.n_racks + [f[2] for f in GLOBAL_FIELDS]
+    hi = [f[3] for f in RACK_FIELDS] * cfg.n_racks + [f[3] for f in GLOBAL_FIELDS]
+    return (spaces.Box(-1.0, 1.0, (cfg.n_racks + 3,), dtype=np.float32),
+            spaces.Box(np.array(lo, dtype=np.float32), np.array(hi, dtype=np.float32), dtype=np.float32))
+
+
+class DatacenterEnv(gym.Env[np.ndarray, np.ndarray]):
+    """A datacenter's racks, cooling and deferrable batch work under hourly grid carbon and on-site solar.
+
+    ## Description
+    ``n_racks`` racks of ``nodes_per_rack`` servers; in each rack a ``batch_share`` of the nodes
+    run deferrable batch work and the rest serve interactive requests, both following the Google
+    2019 trace. CRAC units supply air at a setpoint; rack inlets are the supply plus recirculation;
+    cooling power is IT heat / COP(supply) (Moore et al., USENIX ATC 2005). Grid carbon intensity is
+    CAISO 2023 (Electricity Maps), weather and solar come from San Jose 2023 (Open-Meteo); see
+    ``docs/data.md`` for the time alignment. Batch work may be deferred for up to
+    ``defer_window_h`` hours, then it is forced to run.
+
+    ## Action Space
+    ``Box(-1, 1, (n_racks + 3,), float32)``: per rack a P-state ceiling (-1 = lowest, +1 = f_max,
+    rounded to a P-state), then the CRAC supply setpoint (-1 = ``supply_min_c``, +1 =
+    ``supply_max_c``), the share of newly arriving batch work to defer (-1 = 0, +1 = all), and the
+    share of the deferred pool to release now (-1 = none, +1 = all).
+
+    ## Observation Space
+    ``Box(float32)`` of ``5 * n_racks + 10`` values: per rack
+
+    | field | unit / meaning | min | max |
+    |---|---|---|---|
+    | util | mean busy fraction of the rack's nodes | 0 | 1 |
+    | power_frac | rack power / rack busy power | 0 | 1.5 |
+    | temp_die_max_c | hottest die, degC | 0 | 150 |
+    | ceiling | P-state ceiling / (n_pstates - 1) | 0 | 1 |
+    | latency_slack | mean 1 - p99/SLA over interactive nodes | -1 | 1 |
+
+    then ``supply_c`` (degC, 0-40), ``ambient_c`` (degC, -30-50), ``carbon_g_per_kwh`` (/1000, 0-2),
+    ``carbon_forecast_1h`` and ``carbon_forecast_3h`` (same time yesterday, /1000, 0-2),
+    ``solar_frac`` (output / kWp, 0-1.2), ``deferred_h`` (pool / batch capacity, h, 0-100),
+    ``oldest_frac`` (age of oldest deferred work / window, 0-1), ``tod_sin``, ``tod_cos``.
+
+    ## Rewards
+    ``-(grid kWh * energy price + kg CO2 * carbon price) / c0 - reward.sla * (interactive SLA
+    violation share) - 0.05 * max(0, hottest die - 85 degC)``, with ``c0`` the cost of the whole
+    fleet at busy power, PUE 1.5 and 300 gCO2/kWh for one step (keeps rewards near 1).
+
+    ## Starting State
+    Midnight of a random day of the split, every rack at f_max, coldest supply, empty pool.
+
+    ## Episode End
+    No termination; truncation after ``episode_s / dt_s`` steps (one day by default).
+
+    ## Info
+    ``it_power_w``, ``cooling_w``, ``facility_w``, ``solar_w``, ``grid_w``, ``pue``, ``carbon_kg``,
+    ``energy_kwh`` (facility, this step), ``carbon_g_per_kwh``, ``sla_violation_rate``,
+    ``temp_die_max_c``, ``work_done``, ``deferred_work``, ``batch_released``, ``supply_c``.
+
+    ## Arguments
+    Fields of :class:`powerrl.envs.config.DatacenterConfig` as keywords, or ``config=``.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, config: DatacenterConfig | None = None, **overrides: Any) -> None:
+        self.cfg = config if config is not None else make_config(ENV_ID, overrides)
+        self.core = DatacenterCore(self.cfg, 1)
+        self.action_space, self.observation_space = _spaces(self.cfg)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start at midnight of a random day of the split."""
+        super().reset(seed=seed)
+        self.core.reset_copies(np.ones(1, dtype=bool), self.np_random, (options or {}).get("start_s"))
+        return self.core.obs[0].copy(), {"time_s": float(self.core.time_s[0])}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Apply ceilings, setpoint and deferral; advance ``dt_s`` seconds."""
+        reward, tel = self.core.step(np.asarray(action, dtype=np.float64).reshape(1, -1), self.np_random)
+        info = {k: float(v[0]) for k, v in tel.items()}
+        info["time_s"] = float(self.core.time_s[0])
+        return self.core.obs[0].copy(), float(reward[0]), False, bool(self.core.truncated()[0]), info
+
+
+class DatacenterVectorEnv(VectorEnv):
+    """``num_envs`` datacenters stepped in one C call, same-step autoreset (see NodeDVFSVectorEnv)."""
+
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+
+    def __init__(self, num_envs: int = 1, config: DatacenterConfig | None = None, **overrides: Any) -> None:
+        self.cfg = config if config is not None else make_config(ENV_ID, overrides)
+        self.num_envs = num_envs
+        self.core = DatacenterCore(self.cfg, num_envs)
+        self.single_action_space, self.single_observation_space = _spaces(self.cfg)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset every copy."""
+        if isinstance(seed, list):
+            seed = seed[0]
+        self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
+        self.core.reset_copies(np.ones(self.num_envs, dtype=bool), self._np_random, (options or {}).get("start_s"))
+        return self.core.obs.copy(), {}
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step every copy; finished copies are reset in the same call."""
+        core = self.core
+        reward, tel = core.step(actions, self._np_random)
+        infos: dict[str, Any] = {k: v.copy() for k, v in tel.items()}
+        truncated = core.truncated()
+        if truncated.any():
+            infos["final_obs"] = np.where(truncated[:, None], core.obs, 0.0).astype(np.float32)
+            infos["_final_obs"] = truncated.copy()
+            core.reset_copies(truncated, self._np_random)
+        return core.obs.copy(), reward, np.zeros(self.num_envs, dtype=bool), truncated, infos

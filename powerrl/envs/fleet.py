@@ -1,0 +1,57 @@
+"""Fill the C kernel's buffers from server profiles and workload classes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from powerrl._core.arrays import NodeArrays
+from powerrl._core.sim import NodeKernel
+from powerrl.envs import sources
+
+
+def build_fleet(profile_name: str, n_units: int, units_per_server: int, classes: list[str] | np.ndarray,
+                dt_s: float, inlet_c: float) -> tuple[NodeArrays, NodeKernel, np.ndarray]:
+    """Allocate and fill ``n_units`` kernel units (servers or frequency domains of servers).
+
+    A server with ``units_per_server`` frequency domains is modelled as that many units, each with
+    ``1/units_per_server`` of the server's idle and busy power and ``units_per_server`` times its
+    thermal resistances (so each unit's temperature equals the whole package's).
+
+    Args:
+        profile_name: shipped profile name or profile YAML path.
+        n_units: total units in the batch.
+        units_per_server: frequency domains per server (1 for whole-server units).
+        classes: workload class name per unit (length ``n_units``).
+        dt_s: step length (s), used to precompute the thermal smoothing factors.
+        inlet_c: initial inlet, heatsink and die temperature (degC).
+
+    Returns:
+        ``(arrays, kernel, mem_bound_base)`` where ``mem_bound_base`` is each unit's class
+        memory-boundedness (the env adds the trace's variation around it).
+    """
+    prof = sources.profile(profile_name)
+    freqs = np.asarray(prof.pstates_mhz, dtype=np.float64)
+    volts = np.asarray(prof.volt_ratio, dtype=np.float64)
+    a = NodeArrays.allocate(n_units, len(freqs))
+    div = float(units_per_server)
+    a.idle_w[:] = prof.idle_w / div
+    a.busy_w[:] = prof.busy_w / div
+    a.shape_r[:] = prof.shape_r
+    a.static_share[:] = prof.static_share
+    a.freq_ratio[:] = freqs / freqs[-1]
+    a.volt_ratio[:] = volts
+    a.r_die_c_per_w[:] = prof.r_die_c_per_w * div
+    a.r_sink_c_per_w[:] = prof.r_sink_c_per_w * div
+    a.set_dt(dt_s, np.full(n_units, prof.tau_die_s), np.full(n_units, prof.tau_sink_s))
+    mem_base = np.zeros(n_units)
+    for name in sorted(set(classes)):
+        cp = sources.class_params(name)
+        sel = np.asarray(classes) == name
+        a.service_ms[sel] = cp.service_ms
+        a.sla_ms[sel] = cp.sla_ms
+        mem_base[sel] = cp.mem_bound
+    a.temp_die_c[:] = inlet_c
+    a.temp_sink_c[:] = inlet_c
+    a.inlet_c[:] = inlet_c
+    a.pstate[:] = len(freqs) - 1
+    return a, NodeKernel(a), mem_base

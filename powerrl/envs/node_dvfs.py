@@ -1,0 +1,296 @@
+"""``powerrl/NodeDVFS-v0``: DVFS of one server's frequency domains against a real utilisation trace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from powerrl.envs import sources
+from powerrl.envs.config import NodeDVFSConfig, make_config
+from powerrl.envs.fleet import build_fleet
+
+ENV_ID = "powerrl/NodeDVFS-v0"
+
+#: Per-domain observation fields, their units and bounds (the spec table of the docstring).
+DOMAIN_FIELDS: tuple[tuple[str, str, float, float], ...] = (
+    ("util", "busy fraction over the last step at the applied frequency", 0.0, 1.0),
+    ("offered_load", "offered work over the last step / capacity at f_max", 0.0, 4.0),
+    ("mem_bound", "memory-boundedness proxy (stall share), 0 = compute-bound", 0.0, 1.0),
+    ("pstate", "applied P-state / (number of P-states - 1)", 0.0, 1.0),
+    ("temp_die_c", "die temperature, degC", 0.0, 150.0),
+    ("power_w", "domain power over the last step, W", 0.0, 2000.0),
+    ("latency_slack", "1 - p99 latency / SLA, clipped to [-1, 1]", -1.0, 1.0),
+    ("backlog_s", "queued work in seconds at f_max, clipped to 10", 0.0, 10.0),
+)
+GLOBAL_FIELDS: tuple[tuple[str, str, float, float], ...] = (
+    ("tod_sin", "sin(2 pi time of day)", -1.0, 1.0),
+    ("tod_cos", "cos(2 pi time of day)", -1.0, 1.0),
+)
+# How strongly the trace's memory-boundedness proxy moves a class's memory-boundedness around its
+# class value (the proxy is normalised to [0, 1] with mean ~0.5; +-0.15 keeps classes distinct).
+MEM_PROXY_GAIN = 0.3
+MAX_BACKLOG_S = 10.0
+
+
+class NodeDVFSCore:
+    """``n_copies`` independent copies of one server, stepped in one C call.
+
+    Holds the kernel buffers, the per-copy clocks and the arrival process; the single env and the
+    vector env are thin views over it. All randomness comes from the ``np.random.Generator``
+    passed to :meth:`reset_copies` and :meth:`step`.
+    """
+
+    def __init__(self, cfg: NodeDVFSConfig, n_copies: int) -> None:
+        self.cfg = cfg
+        self.n_copies = n_copies
+        k = cfg.n_domains
+        self.k = k
+        self.arrays, self.kernel, mem_base = build_fleet(
+            cfg.profile, n_copies * k, k, [cfg.workload_class] * (n_copies * k), cfg.dt_s, cfg.inlet_c)
+        self.mem_base = mem_base.reshape(n_copies, k)
+        self.n_pstates = self.arrays.n_pstates
+        self.trace = sources.trace_arrays()
+        self.row_lo, self.row_hi = sources.split_rows(cfg.split)
+        self.steps_per_episode = max(1, int(round(cfg.episode_s / cfg.dt_s)))
+        self.service_s = self.arrays.service_ms.reshape(n_copies, k) / 1000.0
+        self.sla_ms = self.arrays.sla_ms.reshape(n_copies, k)
+        self.busy_w_server = float(self.arrays.busy_w[0] * k)
+        self.start_s = np.zeros(n_copies)
+        self.step_count = np.zeros(n_copies, dtype=np.int64)
+        self.load_scale = np.ones(n_copies)
+        self.obs = np.zeros((n_copies, k * len(DOMAIN_FIELDS) + len(GLOBAL_FIELDS)), dtype=np.float32)
+        self._dom = self.obs[:, : k * len(DOMAIN_FIELDS)].reshape(n_copies, k, len(DOMAIN_FIELDS))
+        self._last_offered = np.zeros((n_copies, k))
+
+    # -- episode management -------------------------------------------------------------------
+    def reset_copies(self, which: np.ndarray, rng: np.random.Generator, start_s: float | None = None) -> None:
+        """Start new episodes for the copies in boolean mask ``which``.
+
+        Episodes start at a uniformly random time of the split, or at trace time ``start_s``
+        (s since trace row 0) when given (for evaluation on a chosen held-out day).
+        """
+        idx = np.flatnonzero(which)
+        if idx.size == 0:
+            return
+        if start_s is None:
+            episode_rows = int(np.ceil(self.steps_per_episode * self.cfg.dt_s / sources.TRACE_INTERVAL_S))
+            last_start = max(self.row_lo, self.row_hi - episode_rows - 1)
+            rows = rng.integers(self.row_lo, last_start + 1, size=idx.size)
+            # Start anywhere inside the 5-minute row, so episodes do not all begin on a row boundary.
+            self.start_s[idx] = rows * sources.TRACE_INTERVAL_S + rng.uniform(0, sources.TRACE_INTERVAL_S, idx.size)
+        else:
+            self.start_s[idx] = sources.check_start_s(start_s, self.cfg.episode_s)
+        self.step_count[idx] = 0
+        # Per-episode server heterogeneity around the datacentre average (lognormal, sigma 0.15).
+        self.load_scale[idx] = self.cfg.load_scale * rng.lognormal(0.0, 0.15, idx.size)
+        units = (idx[:, None] * self.k + np.arange(self.k)[None, :]).ravel()
+        a = self.arrays
+        a.backlog[units] = 0.0
+        a.temp_die_c[units] = self.cfg.inlet_c
+        a.temp_sink_c[units] = self.cfg.inlet_c
+        a.energy_j[units] = 0.0
+        a.work_done[units] = 0.0
+        a.pstate[units] = self.n_pstates - 1
+        a.power_w[units] = a.idle_w[units]
+        a.util[units] = 0.0
+        a.latency_ms[units] = 0.0
+        a.pstate_applied[units] = self.n_pstates - 1
+        self._last_offered[idx] = 0.0
+        self._fill_obs()
+
+    # -- stepping -------------------------------------------------------------------------------
+    def step(self, pstates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Apply ``pstates`` (``[n_copies, k]`` ints), advance one step; returns the rewards."""
+        cfg, a, k = self.cfg, self.arrays, self.k
+        dt = cfg.dt_s
+        t_s = self.start_s + self.step_count * dt
+        rows = np.minimum((t_s / sources.TRACE_INTERVAL_S).astype(np.int64), len(self.trace.util) - 1)
+        util = self.trace.util[rows] * self.load_scale
+        # Poisson request arrivals within the step at the trace's rate (requests of service_s each).
+        lam = (util[:, None] * dt) / self.service_s
+        offered = rng.poisson(lam) * self.service_s / dt
+        m = np.clip(self.mem_base + MEM_PROXY_GAIN * (self.trace.mem_proxy[rows] - 0.5)[:, None], 0.0, 1.0)
+        a.pstate[:] = pstates.reshape(-1)
+        a.demand[:] = offered.reshape(-1)
+        a.mem_bound[:] = m.reshape(-1)
+        self.kernel.step(dt)
+        self.step_count += 1
+        self._last_offered[:] = offered
+        power = a.power_w.reshape(self.n_copies, k)
+        viol = a.sla_violation.reshape(self.n_copies, k)
+        w = cfg.reward
+        energy_norm = power.sum(axis=1) / self.busy_w_server
+        reward = -w.energy * energy_norm - w.sla * viol.mean(axis=1)
+        self._fill_obs(rows)
+        return reward
+
+    def truncated(self) -> np.ndarray:
+        """Copies whose episode reached its length."""
+        return self.step_count >= self.steps_per_episode
+
+    def _fill_obs(self, rows: np.ndarray | None = None) -> None:
+        a, n, k = self.arrays, self.n_copies, self.k
+        d = self._dom
+        d[:, :, 0] = a.util.reshape(n, k)
+        d[:, :, 1] = np.minimum(self._last_offered, 4.0)
+        d[:, :, 2] = a.mem_bound.reshape(n, k)
+        d[:, :, 3] = a.pstate_applied.reshape(n, k) / max(1, self.n_pstates - 1)
+        d[:, :, 4] = np.clip(a.temp_die_c.reshape(n, k), 0.0, 150.0)
+        d[:, :, 5] = np.minimum(a.power_w.reshape(n, k), 2000.0)
+        d[:, :, 6] = np.clip(1.0 - a.latency_ms.reshape(n, k) / self.sla_ms, -1.0, 1.0)
+        d[:, :, 7] = np.minimum(a.backlog.reshape(n, k), MAX_BACKLOG_S)
+        tod = 2.0 * np.pi * ((self.start_s + self.step_count * self.cfg.dt_s) % 86400.0) / 86400.0
+        self.obs[:, -2] = np.sin(tod)
+        self.obs[:, -1] = np.cos(tod)
+
+    def info(self, i: int) -> dict[str, Any]:
+        """Per-step telemetry of copy ``i`` (SI units)."""
+        a, k = self.arrays, self.k
+        sl = slice(i * k, (i + 1) * k)
+        return {
+            "energy_j": float(a.power_w[sl].sum() * self.cfg.dt_s),
+            "power_w": float(a.power_w[sl].sum()),
+            "sla_violation": bool(a.sla_violation[sl].any()),
+            "sla_violation_rate": float(a.sla_violation[sl].mean()),
+            "latency_ms": float(a.latency_ms[sl].max()),
+            "temp_die_c": float(a.temp_die_c[sl].max()),
+            "work_done": float(a.served[sl].sum()),
+            "pstate_applied": a.pstate_applied[sl].copy(),
+            "time_s": float(self.start_s[i] + self.step_count[i] * self.cfg.dt_s),
+        }
+
+
+def _spaces(cfg: NodeDVFSConfig, n_pstates: int) -> tuple[spaces.MultiDiscrete, spaces.Box]:
+    lo = np.array([f[2] for f in DOMAIN_FIELDS] * cfg.n_domains + [f[2] for f in GLOBAL_FIELDS], dtype=np.float32)
+    hi = np.array([f[3] for f in DOMAIN_FIELDS] * cfg.n_domains + [f[3] for f in GLOBAL_FIELDS], dtype=np.float32)
+    return (spaces.MultiDiscrete(np.full(cfg.n_domains, n_pstates, dtype=np.int64)),
+            spaces.Box(lo, hi, dtype=np.float32))
+
+
+class NodeDVFSEnv(gym.Env[np.ndarray, np.ndarray]):
+    """One server's DVFS against the real Google 2019 utilisation trace.
+
+    ## Description
+    A server (a profile fitted to a real SPECpower result, see ``powerrl calibrate``) with
+    ``n_domains`` frequency domains serves requests whose arrival rate follows the Google cluster
+    trace 2019 (5-minute utilisation, Poisson arrivals inside each interval). Each step the agent
+    picks a P-state per domain; lower frequencies save power but slow service (by the workload's
+    memory-boundedness) and raise queueing latency. Power, latency and temperature come from the
+    model in ``docs/model.md`` (C kernel ``powerrl/_core/node_step.h``).
+
+    ## Action Space
+    ``MultiDiscrete([n_pstates] * n_domains)``: P-state index per domain, 0 = lowest frequency,
+    ``n_pstates - 1`` = f_max (the profile's P-state table).
+
+    ## Observation Space
+    ``Box(float32)`` of ``8 * n_domains + 2`` values: for each domain, in order,
+
+    | field | unit / meaning | min | max |
+    |---|---|---|---|
+    | util | busy fraction over the last step | 0 | 1 |
+    | offered_load | offered work / capacity at f_max over the last step | 0 | 4 |
+    | mem_bound | memory-boundedness proxy (stall share) | 0 | 1 |
+    | pstate | applied P-state / (n_pstates - 1) | 0 | 1 |
+    | temp_die_c | die temperature, degC | 0 | 150 |
+    | power_w | domain power, W | 0 | 2000 |
+    | latency_slack | 1 - p99 latency / SLA, clipped | -1 | 1 |
+    | backlog_s | queued work, s at f_max, clipped | 0 | 10 |
+
+    then ``tod_sin``, ``tod_cos``: time of day of the trace (row 0 = midnight), in [-1, 1].
+
+    ## Rewards
+    ``-reward.energy * P / P_busy - reward.sla * (share of domains violating the p99 SLA)`` where
+    ``P`` is the server's power over the step and ``P_busy`` its busy power at f_max.
+
+    ## Starting State
+    A uniformly random time in the configured split (``train`` = trace days 1-21, ``heldout`` =
+    days 22-28), all domains at f_max, empty queues, temperatures at the inlet temperature, and a
+    per-episode load scale (lognormal, sigma 0.15) for server heterogeneity.
+
+    ## Episode End
+    No termination; truncation after ``episode_s / dt_s`` steps.
+
+    ## Info
+    ``energy_j`` (J this step), ``power_w``, ``sla_violation`` (any domain), ``sla_violation_rate``,
+    ``latency_ms`` (worst domain p99), ``temp_die_c`` (hottest domain), ``work_done`` (node-seconds
+    at f_max served this step), ``pstate_applied``, ``time_s`` (trace time).
+
+    ## Arguments
+    Any field of :class:`powerrl.envs.config.NodeDVFSConfig` as a keyword of ``gymnasium.make``,
+    e.g. ``gym.make("powerrl/NodeDVFS-v0", n_domains=4, dt_s=0.1, split="heldout")``, or
+    ``config=`` a config object.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, config: NodeDVFSConfig | None = None, **overrides: Any) -> None:
+        self.cfg = config if config is not None else make_config(ENV_ID, overrides)
+        self.core = NodeDVFSCore(self.cfg, 1)
+        self.action_space, self.observation_space = _spaces(self.cfg, self.core.n_pstates)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode at a random time of the split (or at ``options["start_s"]``, trace seconds)."""
+        super().reset(seed=seed)
+        self.core.reset_copies(np.ones(1, dtype=bool), self.np_random, (options or {}).get("start_s"))
+        return self.core.obs[0].copy(), self.core.info(0)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Apply one P-state per domain and advance ``dt_s`` seconds."""
+        act = np.asarray(action, dtype=np.int64).reshape(1, self.core.k)
+        reward = self.core.step(act, self.np_random)
+        return (self.core.obs[0].copy(), float(reward[0]), False, bool(self.core.truncated()[0]),
+                self.core.info(0))
+
+
+class NodeDVFSVectorEnv(VectorEnv):
+    """``num_envs`` copies of :class:`NodeDVFSEnv` stepped in one C call (same-step autoreset).
+
+    When a copy's episode ends, it is reset within the same ``step``: the returned observation is
+    the new episode's first, and ``infos["final_obs"]`` / ``infos["_final_obs"]`` hold the last
+    observation of the finished episode (Gymnasium's ``AutoresetMode.SAME_STEP``).
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+
+    def __init__(self, num_envs: int = 1, config: NodeDVFSConfig | None = None, **overrides: Any) -> None:
+        self.cfg = config if config is not None else make_config(ENV_ID, overrides)
+        self.num_envs = num_envs
+        self.core = NodeDVFSCore(self.cfg, num_envs)
+        self.single_action_space, self.single_observation_space = _spaces(self.cfg, self.core.n_pstates)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+        self._terminated = np.zeros(num_envs, dtype=bool)
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset every copy."""
+        if isinstance(seed, list):
+            seed = seed[0]
+        self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
+        self.core.reset_copies(np.ones(self.num_envs, dtype=bool), self._np_random, (options or {}).get("start_s"))
+        return self.core.obs.copy(), {}
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step every copy; copies whose episode ended are reset in the same call."""
+        acts = np.asarray(actions, dtype=np.int64).reshape(self.num_envs, self.core.k)
+        reward = self.core.step(acts, self._np_random)
+        truncated = self.core.truncated()
+        a, k, n = self.core.arrays, self.core.k, self.num_envs
+        infos: dict[str, Any] = {
+            "energy_j": a.power_w.reshape(n, k).sum(axis=1) * self.cfg.dt_s,
+            "sla_violation": a.sla_violation.reshape(n, k).any(axis=1),
+            "latency_ms": a.latency_ms.reshape(n, k).max(axis=1),
+        }
+        if truncated.any():
+            infos["final_obs"] = np.where(truncated[:, None], self.core.obs, 0.0).astype(np.float32)
+            infos["_final_obs"] = truncated.copy()
+            self.core.reset_copies(truncated, self._np_random)
+        return (self.core.obs.copy(), reward.astype(np.float64), self._terminated.copy(), truncated, infos)
