@@ -21,7 +21,7 @@ from powerrl.envs.fleet import build_fleet  # noqa: E402
 
 
 def fleet(n: int, seed: int = 0):
-    arrays, _, _ = build_fleet("xeon-platinum-8180-2017", n, 1, ["interactive"] * n, 0.1, 24.0)
+    arrays, _, _ = build_fleet("epyc7502", n, 1, ["interactive"] * n, 0.1, 24.0)
     rng = np.random.default_rng(seed)
     arrays.demand[:] = rng.uniform(0.1, 1.2, n)
     arrays.mem_bound[:] = rng.uniform(0, 1, n)

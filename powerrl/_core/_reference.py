@@ -14,16 +14,15 @@ from powerrl._core.arrays import NodeArrays
 LN100 = float(np.log(100.0))  # p99 of an exponential sojourn time (M/M/1) is ln(100) x its mean
 RHO_MAX = 0.99
 LATENCY_STALLED_MS = 1.0e6
-INVERT_ITERS = 60
 
 
-def load_curve(u: np.ndarray, shape_r: np.ndarray) -> np.ndarray:
-    """g(u) = 2u - u^r (Fan, Weber & Barroso, ISCA 2007)."""
-    return 2.0 * u - np.power(u, shape_r)
+def power_share(u: np.ndarray, shape_r: np.ndarray, wake_share: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Share of (busy - idle) power at busy fraction ``u``: ``w * (u > 0) + (1 - w) * u^r * h``."""
+    return np.where(u > 0.0, wake_share, 0.0) + (1.0 - wake_share) * np.power(u, shape_r) * h
 
 
 def freq_factor(fr: np.ndarray, vr: np.ndarray, m: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """h = 1 - (1 - s)(1 - m)(1 - fr vr^2): share of loaded-minus-idle power left at ``fr``."""
+    """H = 1 - (1 - s)(1 - m)(1 - fr vr^2): share of loaded-minus-idle power left at ``fr``."""
     return 1.0 - (1.0 - s) * (1.0 - m) * (1.0 - fr * vr * vr)
 
 
@@ -32,23 +31,19 @@ def speed(fr: np.ndarray, m: np.ndarray) -> np.ndarray:
     return 1.0 / ((1.0 - m) / fr + m)
 
 
-def invert_load_curve(target: np.ndarray, shape_r: np.ndarray, u_hi: np.ndarray) -> np.ndarray:
-    """Largest u in [0, u_hi] with g(u) <= target (same fixed-count bisection as the C code)."""
-    lo = np.zeros_like(target)
-    hi = np.array(u_hi, dtype=np.float64, copy=True)
-    for _ in range(INVERT_ITERS):
-        mid = 0.5 * (lo + hi)
-        ok = load_curve(mid, shape_r) <= target
-        lo = np.where(ok, mid, lo)
-        hi = np.where(ok, hi, mid)
-    return lo
+def invert_power_share(target: np.ndarray, shape_r: np.ndarray, wake_share: np.ndarray, h: np.ndarray,
+                       u_hi: np.ndarray) -> np.ndarray:
+    """Largest u in [0, u_hi] whose power share is at most ``target`` (closed form)."""
+    fits = target > wake_share
+    base = np.where(fits, (target - wake_share) / ((1.0 - wake_share) * h), 0.0)
+    return np.where(fits, np.minimum(np.power(base, 1.0 / shape_r), u_hi), 0.0)
 
 
 def nodes_step(a: NodeArrays, dt_s: float) -> None:
     """One step of every node in ``a``, in place; the twin of ``pr_nodes_step`` in node_step.h."""
     n, k = a.n_nodes, a.n_pstates
     idx = np.arange(n)
-    idle, dyn, r, s = a.idle_w, a.busy_w - a.idle_w, a.shape_r, a.static_share
+    idle, dyn, r, w, s = a.idle_w, a.busy_w - a.idle_w, a.shape_r, a.wake_share, a.static_share
     m, cap = a.mem_bound, a.cap_w
     demand = np.maximum(a.demand, 0.0)
     avail = a.backlog + demand * dt_s
@@ -60,7 +55,7 @@ def nodes_step(a: NodeArrays, dt_s: float) -> None:
     spd_all = speed(fr_all, m[:, None])
     cap_all = spd_all * dt_s
     u_all = np.where(avail[:, None] >= cap_all, 1.0, avail[:, None] / cap_all)
-    p_all = idle[:, None] + dyn[:, None] * load_curve(u_all, r[:, None]) * h_all
+    p_all = idle[:, None] + dyn[:, None] * power_share(u_all, r[:, None], w[:, None], h_all)
     levels = np.arange(k)[None, :]
     fits = (p_all <= cap[:, None]) & (levels <= requested[:, None])
     q = np.where(fits.any(axis=1), np.where(fits, levels, -1).max(axis=1), 0).astype(np.int32)
@@ -71,20 +66,21 @@ def nodes_step(a: NodeArrays, dt_s: float) -> None:
     over = power > cap
     duty = np.ones(n)
     if over.any():
-        target = (cap - idle) / (dyn * h)
-        u_new = np.where(target > 0.0, invert_load_curve(np.where(target > 0.0, target, 0.0), r, u), 0.0)
+        u_new = invert_power_share((cap - idle) / dyn, r, w, h, u)
         duty = np.where(over, np.where(u > 0.0, u_new / np.where(u > 0.0, u, 1.0), 1.0), 1.0)
         u = np.where(over, u_new, u)
-        power = np.where(over, idle + dyn * load_curve(u, r) * h, power)
+        power = np.where(over, idle + dyn * power_share(u, r, w, h), power)
         throttled = throttled | over
 
     served = np.where((u < 1.0) & (duty == 1.0), avail, u * capacity)
     backlog = np.maximum(avail - served, 0.0)
 
+    load_avg = a.load_avg + (demand - a.load_avg) * a.alpha_load
+    a.load_avg[:] = load_avg
     speed_eff = spd * duty
     moving = speed_eff > 1e-12
     safe_speed = np.where(moving, speed_eff, 1.0)
-    rho = np.minimum(demand / safe_speed, RHO_MAX)
+    rho = np.minimum(load_avg / safe_speed, RHO_MAX)
     latency = np.where(moving, LN100 * (a.service_ms / safe_speed) / (1.0 - rho) + 1000.0 * backlog / safe_speed,
                        LATENCY_STALLED_MS)
     has_work = (demand > 0.0) | (backlog > 0.0)

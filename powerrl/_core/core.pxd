@@ -6,6 +6,7 @@ cdef extern from "node_step.h" nogil:
         const double *idle_w
         const double *busy_w
         const double *shape_r
+        const double *wake_share
         const double *static_share
         const double *freq_ratio
         const double *volt_ratio
@@ -13,12 +14,14 @@ cdef extern from "node_step.h" nogil:
         const double *r_sink_c_per_w
         const double *alpha_die
         const double *alpha_sink
+        const double *alpha_load
         const double *service_ms
         const double *sla_ms
         int32_t n_pstates
 
     ctypedef struct pr_node_state:
         double *backlog
+        double *load_avg
         double *temp_die_c
         double *temp_sink_c
         double *energy_j

@@ -22,21 +22,20 @@
 #define PR_RHO_MAX 0.99
 /* Latency reported when a node serves nothing at all (duty cycle 0): 1000 s, always an SLA miss. */
 #define PR_LATENCY_STALLED_MS 1.0e6
-/* Bisection iterations inverting the load curve under a cap: 2^-60 of the busy range, below
- * double precision, and a fixed count keeps C and the NumPy twin step for step identical. */
-#define PR_INVERT_ITERS 60
 
 typedef struct {
     const double *idle_w;          /* [n] active-idle power */
     const double *busy_w;          /* [n] power at u = 1, f = f_max, SPECpower workload */
-    const double *shape_r;         /* [n] load-curve exponent r of g(u) = 2u - u^r, in [1, 2) */
-    const double *static_share;    /* [n] share of (busy - idle) not scaling with f and V, [0, 1] */
+    const double *shape_r;         /* [n] exponent r of the load-proportional part u^r, > 0 */
+    const double *wake_share;      /* [n] share w of (busy - idle) drawn at any u > 0, [0, 1) */
+    const double *static_share;    /* [n] share of the load-proportional part not scaling with f, V */
     const double *freq_ratio;      /* [n * n_pstates] f / f_max per P-state, ascending */
     const double *volt_ratio;      /* [n * n_pstates] V(f) / V(f_max) per P-state */
     const double *r_die_c_per_w;   /* [n] die-to-heatsink thermal resistance */
     const double *r_sink_c_per_w;  /* [n] heatsink-to-inlet thermal resistance */
     const double *alpha_die;       /* [n] 1 - exp(-dt / tau_die), precomputed for the env's dt */
     const double *alpha_sink;      /* [n] 1 - exp(-dt / tau_sink) */
+    const double *alpha_load;      /* [n] 1 - exp(-dt / tau_load), smoothing of the queueing load */
     const double *service_ms;      /* [n] mean service time of one request at f_max */
     const double *sla_ms;          /* [n] p99 latency objective */
     int32_t n_pstates;
@@ -44,6 +43,7 @@ typedef struct {
 
 typedef struct {
     double *backlog;               /* [n] queued work, node-seconds at f_max */
+    double *load_avg;              /* [n] offered work per second, exponentially averaged */
     double *temp_die_c;            /* [n] */
     double *temp_sink_c;           /* [n] */
     double *energy_j;              /* [n] cumulative */
@@ -69,9 +69,11 @@ typedef struct {
     uint8_t *throttled;            /* [n] 1 when the cap lowered the P-state or the duty cycle */
 } pr_node_outputs;
 
-/* Fan, Weber & Barroso (ISCA 2007) load curve: g(0) = 0, g(1) = 1, increasing for r < 2. */
-static inline double pr_load_curve(double u, double r) {
-    return 2.0 * u - pow(u, r);
+/* Share of (busy - idle) drawn at busy fraction u: a wake floor w as soon as any work runs, plus
+ * a load-proportional part u^r scaled by the frequency factor h (docs/model.md). 0 at u = 0, 1 at
+ * u = 1 and h = 1, non-decreasing in u. */
+static inline double pr_power_share(double u, double r, double w, double h) {
+    return (u > 0.0 ? w : 0.0) + (1.0 - w) * pow(u, r) * h;
 }
 
 /* Share of the loaded-minus-idle power left at frequency ratio fr (docs/model.md). */
@@ -84,14 +86,11 @@ static inline double pr_speed(double fr, double m) {
     return 1.0 / ((1.0 - m) / fr + m);
 }
 
-/* Largest u in [0, u_hi] with g(u) <= target, by fixed-count bisection (g is increasing). */
-static inline double pr_invert_load_curve(double target, double r, double u_hi) {
-    double lo = 0.0, hi = u_hi;
-    for (int it = 0; it < PR_INVERT_ITERS; ++it) {
-        double mid = 0.5 * (lo + hi);
-        if (pr_load_curve(mid, r) <= target) lo = mid; else hi = mid;
-    }
-    return lo;
+/* Largest u in [0, u_hi] whose power share is at most target (closed form of pr_power_share). */
+static inline double pr_invert_power_share(double target, double r, double w, double h, double u_hi) {
+    if (target <= w) return 0.0;  /* not even the wake floor fits: stay idle */
+    double u = pow((target - w) / ((1.0 - w) * h), 1.0 / r);
+    return u < u_hi ? u : u_hi;
 }
 
 static inline void pr_nodes_step(const pr_node_params *p, pr_node_state *st,
@@ -102,6 +101,7 @@ static inline void pr_nodes_step(const pr_node_params *p, pr_node_state *st,
         const double idle = p->idle_w[i];
         const double dyn = p->busy_w[i] - idle;
         const double r = p->shape_r[i];
+        const double w = p->wake_share[i];
         const double s = p->static_share[i];
         const double m = in->mem_bound[i];
         const double cap = in->cap_w[i];
@@ -123,7 +123,7 @@ static inline void pr_nodes_step(const pr_node_params *p, pr_node_state *st,
             spd = pr_speed(fr, m);
             capacity = spd * dt_s;
             u = avail >= capacity ? 1.0 : avail / capacity;
-            power = idle + dyn * pr_load_curve(u, r) * h;
+            power = idle + dyn * pr_power_share(u, r, w, h);
             if (power <= cap || q == 0) break;
             --q;
         }
@@ -132,11 +132,10 @@ static inline void pr_nodes_step(const pr_node_params *p, pr_node_state *st,
         if (power > cap) {
             /* Even the lowest P-state is over the cap: cut the busy fraction (idle injection).
              * Power never drops below idle, so a cap under idle stalls the node at idle. */
-            const double target = (cap - idle) / (dyn * h);
-            const double u_new = target > 0.0 ? pr_invert_load_curve(target, r, u) : 0.0;
+            const double u_new = pr_invert_power_share((cap - idle) / dyn, r, w, h, u);
             duty = u > 0.0 ? u_new / u : 1.0;
             u = u_new;
-            power = idle + dyn * pr_load_curve(u, r) * h;
+            power = idle + dyn * pr_power_share(u, r, w, h);
             throttled = 1;
         }
 
@@ -146,11 +145,15 @@ static inline void pr_nodes_step(const pr_node_params *p, pr_node_state *st,
         double backlog = avail - served;
         if (backlog < 0.0) backlog = 0.0;
 
-        /* Latency: M/M/1 p99 at the effective speed plus the time to drain the backlog. */
+        /* Latency: M/M/1 p99 at the effective speed plus the time to drain the backlog. The
+         * steady-state formula needs the load over many service times, not one step's Poisson
+         * count, so rho uses the averaged load; bursts within it show up in the backlog term. */
+        const double load_avg = st->load_avg[i] + (demand - st->load_avg[i]) * p->alpha_load[i];
+        st->load_avg[i] = load_avg;
         const double speed_eff = spd * duty;
         double latency;
         if (speed_eff > 1e-12) {
-            double rho = demand / speed_eff;
+            double rho = load_avg / speed_eff;
             if (rho > PR_RHO_MAX) rho = PR_RHO_MAX;
             latency = PR_LN100 * (p->service_ms[i] / speed_eff) / (1.0 - rho)
                       + 1000.0 * backlog / speed_eff;

@@ -102,8 +102,10 @@ class ClusterBudgetCore:
         return np.clip(2.0 * (caps_w - self.idle_w) / (self.busy_w - self.idle_w) - 1.0, -1.0, 1.0).astype(np.float32)
 
     def reset_copies(self, which: np.ndarray, rng: np.random.Generator, start_s: float | None = None) -> None:
-        """New episodes for copies in mask ``which``: random start row in the split (or trace time
-        ``start_s``), caps at busy power."""
+        """Start new episodes for the copies in mask ``which``, caps at busy power.
+
+        The start is a random row of the split, or trace time ``start_s`` when given.
+        """
         idx = np.flatnonzero(which)
         if idx.size == 0:
             return
@@ -117,11 +119,7 @@ class ClusterBudgetCore:
         self.scale[idx] = cfg.load_scale * rng.lognormal(0.0, 0.25, (idx.size, n))
         self.event_until_s[idx] = -1.0
         units = (idx[:, None] * n + np.arange(n)[None, :]).ravel()
-        a.backlog[units] = 0.0
-        a.temp_die_c[units] = cfg.inlet_c
-        a.temp_sink_c[units] = cfg.inlet_c
-        a.energy_j[units] = 0.0
-        a.work_done[units] = 0.0
+        a.reset_units(units, cfg.inlet_c)
         a.cap_w[units] = a.busy_w[units]
         a.power_w[units] = a.idle_w[units]
         a.util[units] = 0.0
@@ -286,7 +284,7 @@ class ClusterBudgetEnv(gym.Env[np.ndarray, np.ndarray]):
         a = core.arrays
         info: dict[str, Any] = {k: float(v[0]) for k, v in tel.items()}
         info.update(caps_w=a.cap_w.copy(), pdu_power_w=np.bincount(core.pdu, weights=a.power_w, minlength=core.n_pdus),
-                    pdu_limit_w=core.pdu_limit_w.copy(), priority=core.priority, time_s=float(core.time_s[0]))
+                    pdu_limit_w=core.pdu_limit_w.copy(), priority=core.priority.copy(), time_s=float(core.time_s[0]))
         return core.obs[0].copy(), float(reward[0]), False, bool(core.truncated()[0]), info
 
 

@@ -28,11 +28,18 @@ class RewardWeights:
     energy_price_per_kwh: float = field(default=0.1, metadata=spec(lo=0.0, hi=1e3, unit="$/kWh"))
 
 
+#: Default server of every env: the 2-socket EPYC 7502 profile, the one shipped profile measured with
+#: its P-state pinned (tud-zih-energy/2021-rome-ee). SPECpower runs use the servers' own power
+#: management, so a SPECpower-fitted curve with shape_r > 1 already contains governor DVFS, and
+#: pinning P-states on it understates what DVFS can save (docs/calibration.md).
+DEFAULT_PROFILE = "epyc7502"
+
+
 @dataclass(frozen=True)
 class NodeDVFSConfig:
     """``powerrl/NodeDVFS-v0``: one server, ``n_domains`` frequency domains."""
 
-    profile: str = field(default="xeon-platinum-8180-2017", metadata=spec(doc="shipped profile name or YAML path"))
+    profile: str = field(default=DEFAULT_PROFILE, metadata=spec(doc="shipped profile name or YAML path"))
     n_domains: int = field(default=2, metadata=spec(lo=1, hi=64))
     workload_class: str = field(default="interactive", metadata=spec(choices=WORKLOAD_CLASSES))
     dt_s: float = field(default=0.1, metadata=spec(lo=0.01, hi=60.0, unit="s"))
@@ -47,7 +54,7 @@ class NodeDVFSConfig:
 class ClusterBudgetConfig:
     """``powerrl/ClusterBudget-v0``: ``n_nodes`` nodes in racks and PDUs under a facility budget."""
 
-    profile: str = field(default="xeon-platinum-8180-2017", metadata=spec())
+    profile: str = field(default=DEFAULT_PROFILE, metadata=spec())
     n_nodes: int = field(default=64, metadata=spec(lo=2, hi=100_000))
     nodes_per_rack: int = field(default=16, metadata=spec(lo=1, hi=1024))
     racks_per_pdu: int = field(default=2, metadata=spec(lo=1, hi=1024))
@@ -69,13 +76,14 @@ class ClusterBudgetConfig:
 class DatacenterConfig:
     """``powerrl/Datacenter-v0``: racks with P-state ceilings, CRAC setpoint and batch deferral."""
 
-    profile: str = field(default="xeon-platinum-8180-2017", metadata=spec())
+    profile: str = field(default=DEFAULT_PROFILE, metadata=spec())
     n_racks: int = field(default=8, metadata=spec(lo=1, hi=10_000))
     nodes_per_rack: int = field(default=16, metadata=spec(lo=1, hi=1024))
     dt_s: float = field(default=300.0, metadata=spec(lo=1.0, hi=3600.0, unit="s"))
     episode_s: float = field(default=86400.0, metadata=spec(lo=60.0, hi=28 * 86400.0, unit="s"))
     split: str = field(default="train", metadata=spec(choices=SPLITS))
-    batch_share: float = field(default=0.4, metadata=spec(lo=0.0, hi=1.0, doc="share of nodes running deferrable batch"))
+    batch_share: float = field(default=0.4, metadata=spec(lo=0.0, hi=1.0,
+                               doc="share of each rack's nodes running deferrable batch work"))
     defer_window_h: float = field(default=6.0, metadata=spec(lo=0.0, hi=48.0, unit="h"))
     solar_kwp: float = field(default=20.0, metadata=spec(lo=0.0, hi=1e6, unit="kWp"))
     supply_min_c: float = field(default=15.0, metadata=spec(lo=5.0, hi=30.0, unit="degC"))

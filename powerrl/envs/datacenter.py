@@ -94,8 +94,10 @@ class DatacenterCore:
         return self.start_s + self.step_count * self.cfg.dt_s
 
     def reset_copies(self, which: np.ndarray, rng: np.random.Generator, start_s: float | None = None) -> None:
-        """New episodes for copies in mask ``which`` starting at midnight of a random day of the
-        split (or at trace time ``start_s``)."""
+        """Start new episodes for the copies in mask ``which``.
+
+        Episodes start at midnight of a random day of the split, or at trace time ``start_s``.
+        """
         idx = np.flatnonzero(which)
         if idx.size == 0:
             return
@@ -111,14 +113,7 @@ class DatacenterCore:
         self.supply_c[idx] = cfg.supply_min_c
         self.ceiling[idx] = self.n_pstates - 1
         units = (idx[:, None] * n + np.arange(n)[None, :]).ravel()
-        a.backlog[units] = 0.0
-        a.temp_die_c[units] = cfg.supply_min_c + RECIRC_BASE_C
-        a.temp_sink_c[units] = cfg.supply_min_c + RECIRC_BASE_C
-        a.energy_j[units] = 0.0
-        a.work_done[units] = 0.0
-        a.power_w[units] = a.idle_w[units]
-        a.util[units] = 0.0
-        a.latency_ms[units] = 0.0
+        a.reset_units(units, cfg.supply_min_c + RECIRC_BASE_C)
         self._fill_obs()
 
     def decode(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -173,9 +168,8 @@ class DatacenterCore:
         it_w = a.power_w.reshape(b, n).sum(axis=1)
         site = self.site
         ambient_c = site.ambient_c[rows]
-        cooling_w = sources.cooling_power_w(it_w, supply_c, ambient_c)
-        overhead_w = sources.OVERHEAD_FRACTION * it_w
-        facility_w = it_w + cooling_w + overhead_w
+        fac = sources.facility_power(it_w, supply_c, ambient_c)
+        cooling_w, facility_w = fac.cooling_w, fac.total_w
         solar_w = cfg.solar_kwp * 1000.0 * site.solar_frac[rows]
         grid_w = np.maximum(facility_w - solar_w, 0.0)
         intensity = site.carbon_g_per_kwh[rows]

@@ -37,6 +37,7 @@ def build_fleet(profile_name: str, n_units: int, units_per_server: int, classes:
     a.idle_w[:] = prof.idle_w / div
     a.busy_w[:] = prof.busy_w / div
     a.shape_r[:] = prof.shape_r
+    a.wake_share[:] = prof.wake_share
     a.static_share[:] = prof.static_share
     a.freq_ratio[:] = freqs / freqs[-1]
     a.volt_ratio[:] = volts

@@ -44,9 +44,12 @@ class NodeDVFSCore:
     passed to :meth:`reset_copies` and :meth:`step`.
     """
 
-    def __init__(self, cfg: NodeDVFSConfig, n_copies: int) -> None:
+    def __init__(self, cfg: NodeDVFSConfig, n_copies: int, shared_arrivals: bool = False) -> None:
         self.cfg = cfg
         self.n_copies = n_copies
+        # Common random numbers: every copy sees the same load scale and the same arrivals, so
+        # copies driven by different controllers are compared on identical work.
+        self.shared_arrivals = shared_arrivals
         k = cfg.n_domains
         self.k = k
         self.arrays, self.kernel, mem_base = build_fleet(
@@ -86,19 +89,10 @@ class NodeDVFSCore:
             self.start_s[idx] = sources.check_start_s(start_s, self.cfg.episode_s)
         self.step_count[idx] = 0
         # Per-episode server heterogeneity around the datacentre average (lognormal, sigma 0.15).
-        self.load_scale[idx] = self.cfg.load_scale * rng.lognormal(0.0, 0.15, idx.size)
+        scale = self.cfg.load_scale * rng.lognormal(0.0, 0.15, idx.size)
+        self.load_scale[idx] = scale[0] if self.shared_arrivals else scale
         units = (idx[:, None] * self.k + np.arange(self.k)[None, :]).ravel()
-        a = self.arrays
-        a.backlog[units] = 0.0
-        a.temp_die_c[units] = self.cfg.inlet_c
-        a.temp_sink_c[units] = self.cfg.inlet_c
-        a.energy_j[units] = 0.0
-        a.work_done[units] = 0.0
-        a.pstate[units] = self.n_pstates - 1
-        a.power_w[units] = a.idle_w[units]
-        a.util[units] = 0.0
-        a.latency_ms[units] = 0.0
-        a.pstate_applied[units] = self.n_pstates - 1
+        self.arrays.reset_units(units, self.cfg.inlet_c)
         self._last_offered[idx] = 0.0
         self._fill_obs()
 
@@ -112,7 +106,10 @@ class NodeDVFSCore:
         util = self.trace.util[rows] * self.load_scale
         # Poisson request arrivals within the step at the trace's rate (requests of service_s each).
         lam = (util[:, None] * dt) / self.service_s
-        offered = rng.poisson(lam) * self.service_s / dt
+        if self.shared_arrivals:
+            offered = np.broadcast_to(rng.poisson(lam[:1]) * self.service_s[:1] / dt, lam.shape)
+        else:
+            offered = rng.poisson(lam) * self.service_s / dt
         m = np.clip(self.mem_base + MEM_PROXY_GAIN * (self.trace.mem_proxy[rows] - 0.5)[:, None], 0.0, 1.0)
         a.pstate[:] = pstates.reshape(-1)
         a.demand[:] = offered.reshape(-1)
@@ -260,10 +257,11 @@ class NodeDVFSVectorEnv(VectorEnv):
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
 
-    def __init__(self, num_envs: int = 1, config: NodeDVFSConfig | None = None, **overrides: Any) -> None:
+    def __init__(self, num_envs: int = 1, config: NodeDVFSConfig | None = None, shared_arrivals: bool = False,
+                 **overrides: Any) -> None:
         self.cfg = config if config is not None else make_config(ENV_ID, overrides)
         self.num_envs = num_envs
-        self.core = NodeDVFSCore(self.cfg, num_envs)
+        self.core = NodeDVFSCore(self.cfg, num_envs, shared_arrivals=shared_arrivals)
         self.single_action_space, self.single_observation_space = _spaces(self.cfg, self.core.n_pstates)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)

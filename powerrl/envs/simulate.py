@@ -39,7 +39,7 @@ def simulate_fixed_pstates(cfg: NodeDVFSConfig, day: int, seed: int = 0, progres
         raise ValueError(f"day = {day} is outside the trace: use 1-28 (22-28 are held out)")
     probe = NodeDVFSVectorEnv(1, config=cfg)
     n_p = probe.core.n_pstates
-    venv = NodeDVFSVectorEnv(n_p, config=cfg)
+    venv = NodeDVFSVectorEnv(n_p, config=cfg, shared_arrivals=True)
     venv.reset(seed=seed, options={"start_s": (day - 1) * 86400.0})
     core = venv.core
     actions = np.repeat(np.arange(n_p)[:, None], cfg.n_domains, axis=1)

@@ -11,10 +11,13 @@ from functools import lru_cache
 
 import numpy as np
 
+from powerrl.model import cooling as cooling_mod
 from powerrl.model import power as power_model
 from powerrl.model import profiles as profiles_mod
 from powerrl.model import workload as workload_mod
+from powerrl.model.carbon import load_shipped_carbon
 from powerrl.model.classes import WORKLOAD_CLASSES as CLASS_TABLE
+from powerrl.model.weather import SolarSpec, load_shipped_weather
 
 TRACE_INTERVAL_S = 300.0  # the Google 2019 trace is aggregated over 5-minute windows (SOURCES.md)
 ROWS_PER_DAY = 288
@@ -79,3 +82,41 @@ def check_start_s(start_s: float, episode_s: float) -> float:
         raise ValueError(f"options['start_s'] = {start_s!r} is outside the trace: an episode of {episode_s:g} s "
                          f"must start in [0, {total_s - episode_s:g}] s (day d starts at (d - 1) * 86400)")
     return start
+
+
+@dataclass(frozen=True)
+class SiteSeries:
+    """Site conditions per trace row (5 min), aligned through the trace clock (docs/data.md).
+
+    ``carbon_g_per_kwh``: CAISO grid intensity (Electricity Maps, direct), interpolated to the row's
+    midpoint; ``ambient_c``: San Jose air temperature; ``solar_frac``: PV output per kWp installed
+    (W per 1,000 W), from clear-sky irradiance and cloud cover.
+    """
+
+    carbon_g_per_kwh: np.ndarray
+    ambient_c: np.ndarray
+    solar_frac: np.ndarray
+
+
+@lru_cache(maxsize=1)
+def site_series() -> SiteSeries:
+    """Carbon, weather and solar at the midpoint of every trace row, computed once per process."""
+    trace = workload_mod.load_shipped_trace()
+    n = len(trace.utilisation)
+    t_utc = trace.utc_s((np.arange(n) + 0.5) * TRACE_INTERVAL_S)
+    weather = load_shipped_weather()
+    return SiteSeries(
+        carbon_g_per_kwh=np.ascontiguousarray(load_shipped_carbon().intensity_g_per_kwh(t_utc), dtype=np.float64),
+        ambient_c=np.ascontiguousarray(weather.temp_c_at(t_utc), dtype=np.float64),
+        solar_frac=np.ascontiguousarray(weather.solar_power_w(t_utc, SolarSpec(kwp=1.0)) / 1000.0, dtype=np.float64),
+    )
+
+
+#: The cooling plant of Datacenter-v0: CRAC units with the Moore et al. COP curve, the default
+#: overhead share, and an air-side economiser used when the outside air is cold enough.
+DATACENTER_COOLING = cooling_mod.CoolingSpec(economiser=True)
+
+
+def facility_power(it_w: np.ndarray, supply_c: np.ndarray, ambient_c: np.ndarray) -> cooling_mod.FacilityPower:
+    """IT, cooling and overhead power and PUE of :data:`DATACENTER_COOLING` (W, vectorised)."""
+    return cooling_mod.facility_power(it_w, DATACENTER_COOLING, supply_c, ambient_c)

@@ -16,7 +16,8 @@ def random_arrays(rng: np.random.Generator, n: int, k: int) -> NodeArrays:
     a = NodeArrays.allocate(n, k)
     a.idle_w[:] = rng.uniform(20, 200, n)
     a.busy_w[:] = a.idle_w + rng.uniform(10, 400, n)
-    a.shape_r[:] = rng.uniform(1.0, 1.99, n)
+    a.shape_r[:] = rng.uniform(0.25, 4.0, n)
+    a.wake_share[:] = np.where(rng.random(n) < 0.2, 0.0, rng.uniform(0, 0.95, n))
     a.static_share[:] = rng.uniform(0, 1, n)
     lo = rng.uniform(0.3, 0.7, n)
     a.freq_ratio[:] = lo[:, None] + (1 - lo[:, None]) * np.linspace(0, 1, k)[None, :]
@@ -43,7 +44,7 @@ def randomize_inputs(rng: np.random.Generator, a: NodeArrays) -> None:
     a.inlet_c[:] = rng.uniform(15, 40, n)
 
 
-FIELDS = ("backlog", "temp_die_c", "temp_sink_c", "energy_j", "work_done", "power_w", "util", "served",
+FIELDS = ("backlog", "load_avg", "temp_die_c", "temp_sink_c", "energy_j", "work_done", "power_w", "util", "served",
           "freq_ratio_applied", "latency_ms", "pstate_applied", "sla_violation", "throttled")
 
 
@@ -107,6 +108,7 @@ def test_lower_frequency_is_slower_and_cheaper_for_compute_bound_full_load() -> 
     a.idle_w[:] = 100.0
     a.busy_w[:] = 300.0
     a.shape_r[:] = 1.4
+    a.wake_share[:] = 0.2
     a.static_share[:] = 0.3
     a.freq_ratio[:] = [0.6, 1.0]
     a.volt_ratio[:] = [0.85, 1.0]
@@ -126,6 +128,7 @@ def test_lower_frequency_is_slower_and_cheaper_for_compute_bound_full_load() -> 
 def test_temperature_converges_to_rc_steady_state() -> None:
     a = NodeArrays.allocate(1, 1)
     a.idle_w[:], a.busy_w[:], a.shape_r[:], a.static_share[:] = 100.0, 300.0, 1.4, 0.3
+    a.wake_share[:] = 0.2
     a.freq_ratio[:], a.volt_ratio[:] = 1.0, 1.0
     a.r_die_c_per_w[:], a.r_sink_c_per_w[:] = 0.05, 0.1
     a.set_dt(1.0, np.ones(1), np.full(1, 15.0))

@@ -13,20 +13,20 @@
 static double urand(unsigned *seed) { *seed = *seed * 1103515245u + 12345u; return ((*seed >> 8) & 0xFFFFFF) / 16777216.0; }
 
 int main(void) {
-    double idle[N], busy[N], r[N], s[N], fr[N * K], vr[N * K], rd[N], rs[N], ad[N], as[N], svc[N], sla[N];
-    double backlog[N], tdie[N], tsink[N], energy[N], work[N];
+    double idle[N], busy[N], r[N], w[N], s[N], fr[N * K], vr[N * K], rd[N], rs[N], ad[N], as[N], al[N], svc[N], sla[N];
+    double backlog[N], lavg[N], tdie[N], tsink[N], energy[N], work[N];
     int32_t ps[N]; double cap[N], demand[N], mb[N], inlet[N];
     double pw[N], util[N], served[N], fra[N], lat[N]; int32_t psa[N]; uint8_t viol[N], thr[N];
     unsigned seed = 12345u;
     for (int i = 0; i < N; ++i) {
         idle[i] = 50 + 100 * urand(&seed); busy[i] = idle[i] + 10 + 300 * urand(&seed);
-        r[i] = 1.0 + 0.99 * urand(&seed); s[i] = urand(&seed);
+        r[i] = 0.25 + 3.75 * urand(&seed); w[i] = 0.95 * urand(&seed); s[i] = urand(&seed);
         for (int q = 0; q < K; ++q) { fr[i * K + q] = 0.4 + 0.6 * q / (K - 1); vr[i * K + q] = 0.7 + 0.3 * fr[i * K + q]; }
-        rd[i] = 0.05; rs[i] = 0.1; ad[i] = 0.1; as[i] = 0.01; svc[i] = 5; sla[i] = 100;
+        rd[i] = 0.05; rs[i] = 0.1; ad[i] = 0.1; as[i] = 0.01; al[i] = 0.05; lavg[i] = 0; svc[i] = 5; sla[i] = 100;
         backlog[i] = 0; tdie[i] = tsink[i] = 25; energy[i] = work[i] = 0;
     }
-    pr_node_params p = {idle, busy, r, s, fr, vr, rd, rs, ad, as, svc, sla, K};
-    pr_node_state st = {backlog, tdie, tsink, energy, work};
+    pr_node_params p = {idle, busy, r, w, s, fr, vr, rd, rs, ad, as, al, svc, sla, K};
+    pr_node_state st = {backlog, lavg, tdie, tsink, energy, work};
     pr_node_inputs in = {ps, cap, demand, mb, inlet};
     pr_node_outputs out = {pw, util, served, fra, lat, psa, viol, thr};
     double arrived[N] = {0};

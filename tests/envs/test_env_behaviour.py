@@ -1,0 +1,115 @@
+"""The envs mean what their docstrings say: units, trade-offs, conservation, validation."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import powerrl  # noqa: F401
+from powerrl.envs.cluster_budget import ClusterBudgetEnv
+from powerrl.envs.datacenter import DatacenterEnv
+from powerrl.envs.node_dvfs import NodeDVFSEnv
+from powerrl.errors import ConfigError
+
+
+def run_fixed(env: gym.Env, action: np.ndarray, steps: int, seed: int = 0, start_s: float | None = None) -> list:
+    env.reset(seed=seed, options={"start_s": start_s} if start_s is not None else None)
+    return [env.step(action)[4] for _ in range(steps)]
+
+
+def test_nodedvfs_lower_pstate_saves_energy_but_costs_latency() -> None:
+    env = NodeDVFSEnv(dt_s=1.0, episode_s=3600.0, split="heldout")
+    n_p = int(env.action_space.nvec[0])
+    start = 21 * 86400.0 + 12 * 3600.0  # noon of day 22
+    fast = run_fixed(env, np.full(2, n_p - 1), 1800, start_s=start)
+    slow = run_fixed(env, np.zeros(2, dtype=int), 1800, start_s=start)
+    e_fast = sum(i["energy_j"] for i in fast)
+    e_slow = sum(i["energy_j"] for i in slow)
+    assert e_slow < e_fast
+    lat_fast = np.median([i["latency_ms"] for i in fast])
+    lat_slow = np.median([i["latency_ms"] for i in slow])
+    assert lat_slow > lat_fast
+
+
+def test_nodedvfs_info_units_are_consistent() -> None:
+    env = NodeDVFSEnv(dt_s=0.5, episode_s=60.0)
+    infos = run_fixed(env, env.action_space.sample(), 10)
+    for info in infos:
+        assert info["energy_j"] == pytest.approx(info["power_w"] * 0.5)
+        assert 0 <= info["sla_violation_rate"] <= 1
+
+
+def test_nodedvfs_truncates_at_episode_length() -> None:
+    env = NodeDVFSEnv(dt_s=1.0, episode_s=10.0)
+    env.reset(seed=1)
+    flags = [env.step(env.action_space.sample())[3] for _ in range(10)]
+    assert flags == [False] * 9 + [True]
+
+
+def test_bad_kwargs_fail_with_the_key() -> None:
+    with pytest.raises(ConfigError, match="n_domains"):
+        gym.make("powerrl/NodeDVFS-v0", n_domains=0)
+    with pytest.raises(ConfigError, match="dt_s"):
+        gym.make("powerrl/ClusterBudget-v0", dt_s=-1)
+    with pytest.raises(ConfigError, match="allowed keys"):
+        gym.make("powerrl/Datacenter-v0", n_rack=3)
+
+
+def test_bad_start_is_rejected() -> None:
+    env = NodeDVFSEnv(episode_s=60.0)
+    with pytest.raises(ValueError, match="start_s"):
+        env.reset(seed=0, options={"start_s": 28 * 86400.0})
+
+
+def test_cluster_budget_full_caps_overshoot_and_low_caps_respect_budget() -> None:
+    env = ClusterBudgetEnv(n_nodes=16, nodes_per_rack=4, episode_s=120.0, budget_event_rate_per_h=0.0,
+                           load_scale=2.0)
+    full = run_fixed(env, np.ones(16, dtype=np.float32), 60)
+    assert max(i["budget_overshoot_w"] for i in full) > 0  # at load_scale 2, all-max caps overshoot
+    low = run_fixed(env, -np.ones(16, dtype=np.float32), 60)
+    assert all(i["budget_overshoot_w"] == 0 for i in low)
+    assert all(i["power_w"] <= i["budget_w"] for i in low)
+    caps = low[-1]["caps_w"]
+    np.testing.assert_allclose(caps, env.core.idle_w)
+
+
+def test_cluster_budget_weighted_work_prefers_serving_critical_nodes() -> None:
+    env = ClusterBudgetEnv(n_nodes=20, nodes_per_rack=5, episode_s=120.0, budget_event_rate_per_h=0.0)
+    prio = env.core.priority
+    favour_critical = np.where(prio <= 1, 1.0, -1.0).astype(np.float32)
+    favour_background = np.where(prio >= 3, 1.0, -1.0).astype(np.float32)
+
+    def total_reward(action: np.ndarray) -> float:
+        env.reset(seed=3)
+        return sum(env.step(action)[1] for _ in range(60))
+
+    assert total_reward(favour_critical) > total_reward(favour_background)
+
+
+def test_datacenter_deferral_conserves_batch_work() -> None:
+    env = DatacenterEnv(n_racks=2, nodes_per_rack=5, dt_s=300.0, episode_s=86400.0, defer_window_h=2.0)
+    action = np.ones(5, dtype=np.float32)
+    action[-3:] = [-1.0, 1.0, -1.0]  # coldest supply, defer everything, release nothing
+    infos = run_fixed(env, action, 100)
+    # Nothing is released voluntarily, yet deferred work never waits longer than the window.
+    pool = [i["deferred_work"] for i in infos]
+    assert max(pool) > 0
+    assert sum(i["batch_released"] for i in infos) > 0
+    window_steps = int(2.0 * 3600 / 300)
+    assert env.core.pool.shape[1] == window_steps
+
+
+def test_datacenter_warmer_supply_cuts_cooling_power() -> None:
+    env = DatacenterEnv(n_racks=2, nodes_per_rack=5, dt_s=300.0, episode_s=86400.0)
+    cold = np.ones(5, dtype=np.float32)
+    cold[-3:] = [-1.0, -1.0, -1.0]
+    warm = cold.copy()
+    warm[-3] = 1.0
+    c = run_fixed(env, cold, 24)
+    w = run_fixed(env, warm, 24)
+    assert sum(i["cooling_w"] for i in w) < sum(i["cooling_w"] for i in c)
+    assert max(i["temp_die_max_c"] for i in w) > max(i["temp_die_max_c"] for i in c)
+    for i in c:
+        assert i["pue"] > 1.0
+        assert i["carbon_kg"] >= 0.0
