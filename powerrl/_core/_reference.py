@@ -100,3 +100,78 @@ def nodes_step(a: NodeArrays, dt_s: float) -> None:
     a.pstate_applied[:] = q
     a.sla_violation[:] = has_work & (latency > a.sla_ms)
     a.throttled[:] = throttled
+
+
+class ReferenceKernel:
+    """Drop-in NumPy twin of :class:`powerrl._core.sim.NodeKernel` (same constructor and ``step``)."""
+
+    def __init__(self, arrays: NodeArrays) -> None:
+        arrays.check()
+        self.arrays = arrays
+        self.n = arrays.n_nodes
+
+    def step(self, dt_s: float, n_steps: int = 1) -> None:
+        """Advance every node by ``n_steps`` steps of ``dt_s`` seconds."""
+        if not dt_s > 0.0:
+            raise ValueError(f"dt_s must be > 0 s, got {dt_s}")
+        for _ in range(n_steps):
+            nodes_step(self.arrays, dt_s)
+
+
+class ReferenceDVFSStepper:
+    """NumPy twin of :class:`powerrl._core.sim.DVFSStepper` (``node_dvfs_env.h``), same buffers."""
+
+    def __init__(self, kernel: ReferenceKernel, n_copies: int, k: int, chunk_len: int, dt_s: float,
+                 busy_w_server: float, w_energy: float, w_sla: float, max_offered: float, max_power_w: float,
+                 max_backlog_s: float, max_temp_c: float, actions: np.ndarray, chunk_demand: np.ndarray,
+                 chunk_mem: np.ndarray, pos: np.ndarray, start_s: np.ndarray, step_count: np.ndarray,
+                 obs: np.ndarray, reward: np.ndarray, info: np.ndarray) -> None:
+        self.kernel = kernel
+        self.b, self.k, self.chunk_len, self.dt_s = n_copies, k, chunk_len, dt_s
+        self.busy_w_server, self.w_energy, self.w_sla = busy_w_server, w_energy, w_sla
+        self.max_offered, self.max_power_w = max_offered, max_power_w
+        self.max_backlog_s, self.max_temp_c = max_backlog_s, max_temp_c
+        self.actions, self.chunk_demand, self.chunk_mem, self.pos = actions, chunk_demand, chunk_mem, pos
+        self.start_s, self.step_count, self.obs, self.reward, self.info = start_s, step_count, obs, reward, info
+
+    def step(self) -> None:
+        """Advance every copy one step with the actions in the bound buffer."""
+        a, b, k = self.kernel.arrays, self.b, self.k
+        if np.any((self.pos < 0) | (self.pos >= self.chunk_len)):
+            raise IndexError("chunk row outside the chunk; refill first")
+        copies = np.arange(b)
+        a.pstate[:] = np.clip(self.actions, 0, a.n_pstates - 1).ravel()
+        a.demand[:] = self.chunk_demand[self.pos, copies, :].ravel()
+        a.mem_bound[:] = self.chunk_mem[self.pos, copies, :].ravel()
+        self.kernel.step(self.dt_s)
+        self.pos += 1
+        self.step_count += 1
+        power = a.power_w.reshape(b, k)
+        viol = a.sla_violation.reshape(b, k).astype(np.float64)
+        viol_rate = viol.sum(axis=1) / k
+        self.reward[:] = -self.w_energy * power.sum(axis=1) / self.busy_w_server - self.w_sla * viol_rate
+        self.info[:, 0] = power.sum(axis=1) * self.dt_s
+        self.info[:, 1] = power.sum(axis=1)
+        self.info[:, 2] = (viol.sum(axis=1) > 0).astype(np.float64)
+        self.info[:, 3] = viol_rate
+        self.info[:, 4] = np.maximum(a.latency_ms.reshape(b, k).max(axis=1), 0.0)
+        self.info[:, 5] = a.temp_die_c.reshape(b, k).max(axis=1)
+        self.info[:, 6] = a.served.reshape(b, k).sum(axis=1)
+        self.observe()
+
+    def observe(self) -> None:
+        """Rewrite the observation buffer from the current state."""
+        a, b, k = self.kernel.arrays, self.b, self.k
+        f = np.empty((b, k, 8))
+        f[:, :, 0] = a.util.reshape(b, k)
+        f[:, :, 1] = np.clip(a.demand.reshape(b, k), 0.0, self.max_offered)
+        f[:, :, 2] = a.mem_bound.reshape(b, k)
+        f[:, :, 3] = a.pstate_applied.reshape(b, k) * (1.0 / (a.n_pstates - 1) if a.n_pstates > 1 else 0.0)
+        f[:, :, 4] = np.clip(a.temp_die_c.reshape(b, k), 0.0, self.max_temp_c)
+        f[:, :, 5] = np.clip(a.power_w.reshape(b, k), 0.0, self.max_power_w)
+        f[:, :, 6] = np.clip(1.0 - a.latency_ms.reshape(b, k) / a.sla_ms.reshape(b, k), -1.0, 1.0)
+        f[:, :, 7] = np.clip(a.backlog.reshape(b, k), 0.0, self.max_backlog_s)
+        self.obs[:, : k * 8] = f.reshape(b, k * 8)
+        tod = 2.0 * np.pi * np.fmod(self.start_s + self.step_count * self.dt_s, 86400.0) / 86400.0
+        self.obs[:, -2] = np.sin(tod)
+        self.obs[:, -1] = np.cos(tod)

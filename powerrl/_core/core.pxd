@@ -46,3 +46,30 @@ cdef extern from "node_step.h" nogil:
 
     void pr_nodes_step(const pr_node_params *p, pr_node_state *st, const pr_node_inputs *inp,
                        pr_node_outputs *out, int64_t n, double dt_s)
+
+cdef extern from "node_dvfs_env.h" nogil:
+    int PR_DVFS_FIELDS
+    int PR_DVFS_INFO
+
+    ctypedef struct pr_dvfs_env:
+        int64_t n_copies
+        int32_t k
+        int32_t n_pstates
+        int64_t chunk_len
+        double dt_s
+        double busy_w_server
+        double w_energy
+        double w_sla
+        double max_offered
+        double max_power_w
+        double max_backlog_s
+        double max_temp_c
+
+    void pr_dvfs_load_inputs(const pr_dvfs_env *e, const int64_t *actions, const double *chunk_demand,
+                             const double *chunk_mem, const int64_t *pos, int32_t *pstate, double *demand,
+                             double *mem_bound)
+    void pr_dvfs_write_obs(const pr_dvfs_env *e, const pr_node_params *p, const pr_node_state *st,
+                           const pr_node_inputs *inp, const pr_node_outputs *out, const double *start_s,
+                           const int64_t *step_count, float *obs)
+    void pr_dvfs_reward_info(const pr_dvfs_env *e, const pr_node_state *st, const pr_node_outputs *out,
+                             double *reward, double *info)

@@ -73,7 +73,10 @@ typedef struct {
  * a load-proportional part u^r scaled by the frequency factor h (docs/model.md). 0 at u = 0, 1 at
  * u = 1 and h = 1, non-decreasing in u. */
 static inline double pr_power_share(double u, double r, double w, double h) {
-    return (u > 0.0 ? w : 0.0) + (1.0 - w) * pow(u, r) * h;
+    if (u <= 0.0) return 0.0;
+    /* Saturated nodes are common under binding caps; pow(1, r) == 1 exactly, so skip the call. */
+    const double ur = u >= 1.0 ? 1.0 : pow(u, r);
+    return w + (1.0 - w) * ur * h;
 }
 
 /* Share of the loaded-minus-idle power left at frequency ratio fr (docs/model.md). */

@@ -8,6 +8,7 @@ restore journal and unit conversion live in :mod:`powerrl.hw` (the only package 
 """
 
 import numpy as np
+cimport cython
 cimport numpy as cnp
 from libc.stdint cimport int32_t, int64_t, uint8_t
 
@@ -49,6 +50,9 @@ def _vec(values, dtype, n, name):
     return arr
 
 
+# no_gc_clear: the garbage collector must never drop the ring buffers while the C thread may still
+# write into them; __dealloc__ stops the thread first.
+@cython.no_gc_clear
 cdef class NativeSampler:
     """Samples ``n`` pre-opened descriptors every ``period_s`` on a native thread, without the GIL.
 

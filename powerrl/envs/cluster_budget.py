@@ -55,13 +55,13 @@ def assign_priorities(n_nodes: int) -> np.ndarray:
 class ClusterBudgetCore:
     """``n_copies`` independent clusters of ``n_nodes`` nodes, stepped in one C call."""
 
-    def __init__(self, cfg: ClusterBudgetConfig, n_copies: int) -> None:
+    def __init__(self, cfg: ClusterBudgetConfig, n_copies: int, backend: str = "c") -> None:
         self.cfg = cfg
         self.b = n_copies
         n = self.n = cfg.n_nodes
         self.classes = [CLASS_CYCLE[i % len(CLASS_CYCLE)] for i in range(n)]
         self.arrays, self.kernel, mem_base = build_fleet(cfg.profile, n * n_copies, 1, self.classes * n_copies,
-                                                         cfg.dt_s, cfg.inlet_c)
+                                                         cfg.dt_s, cfg.inlet_c, backend=backend)
         a = self.arrays
         self.mem_base = mem_base.reshape(n_copies, n)
         self.idle_w = a.idle_w[:n].copy()

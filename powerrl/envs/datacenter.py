@@ -49,7 +49,7 @@ GLOBAL_FIELDS: tuple[tuple[str, str, float, float], ...] = (
 class DatacenterCore:
     """``n_copies`` independent datacenters, all their nodes stepped in one C call."""
 
-    def __init__(self, cfg: DatacenterConfig, n_copies: int) -> None:
+    def __init__(self, cfg: DatacenterConfig, n_copies: int, backend: str = "c") -> None:
         self.cfg = cfg
         self.b = n_copies
         self.n_racks = cfg.n_racks
@@ -59,7 +59,7 @@ class DatacenterCore:
         self.is_batch = slot < n_batch_per_rack
         classes = np.where(self.is_batch, "batch", "interactive")
         self.arrays, self.kernel, mem_base = build_fleet(cfg.profile, n * n_copies, 1, list(classes) * n_copies,
-                                                         cfg.dt_s, cfg.supply_min_c)
+                                                         cfg.dt_s, cfg.supply_min_c, backend=backend)
         a = self.arrays
         self.mem_base = mem_base.reshape(n_copies, n)
         self.rack = np.arange(n) // cfg.nodes_per_rack

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from powerrl._core._reference import ReferenceKernel
 from powerrl._core.arrays import NodeArrays
 from powerrl._core.sim import NodeKernel
 from powerrl.envs import sources
 
 
 def build_fleet(profile_name: str, n_units: int, units_per_server: int, classes: list[str] | np.ndarray,
-                dt_s: float, inlet_c: float) -> tuple[NodeArrays, NodeKernel, np.ndarray]:
+                dt_s: float, inlet_c: float, backend: str = "c") -> tuple[NodeArrays, Any, np.ndarray]:
     """Allocate and fill ``n_units`` kernel units (servers or frequency domains of servers).
 
     A server with ``units_per_server`` frequency domains is modelled as that many units, each with
@@ -24,6 +27,7 @@ def build_fleet(profile_name: str, n_units: int, units_per_server: int, classes:
         classes: workload class name per unit (length ``n_units``).
         dt_s: step length (s), used to precompute the thermal smoothing factors.
         inlet_c: initial inlet, heatsink and die temperature (degC).
+        backend: ``"c"`` for the C kernel, ``"numpy"`` for its NumPy twin (equivalence tests).
 
     Returns:
         ``(arrays, kernel, mem_bound_base)`` where ``mem_bound_base`` is each unit's class
@@ -55,4 +59,6 @@ def build_fleet(profile_name: str, n_units: int, units_per_server: int, classes:
     a.temp_sink_c[:] = inlet_c
     a.inlet_c[:] = inlet_c
     a.pstate[:] = len(freqs) - 1
-    return a, NodeKernel(a), mem_base
+    if backend not in ("c", "numpy"):
+        raise ValueError(f"backend = {backend!r}: use 'c' or 'numpy'")
+    return a, (NodeKernel(a) if backend == "c" else ReferenceKernel(a)), mem_base

@@ -9,6 +9,8 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
+from powerrl._core._reference import ReferenceDVFSStepper
+from powerrl._core.sim import DVFS_FIELDS, DVFS_INFO, DVFSStepper
 from powerrl.envs import sources
 from powerrl.envs.config import NodeDVFSConfig, make_config
 from powerrl.envs.fleet import build_fleet
@@ -30,44 +32,73 @@ GLOBAL_FIELDS: tuple[tuple[str, str, float, float], ...] = (
     ("tod_sin", "sin(2 pi time of day)", -1.0, 1.0),
     ("tod_cos", "cos(2 pi time of day)", -1.0, 1.0),
 )
+#: Telemetry written by the fused stepper per copy (order of ``node_dvfs_env.h``).
+INFO_FIELDS = ("energy_j", "power_w", "sla_violation", "sla_violation_rate", "latency_ms", "temp_die_c", "work_done")
+#: Entries per exogenous chunk buffer (float64): 512 Ki entries = 4 MiB.
+CHUNK_ENTRIES = 1 << 19
 # How strongly the trace's memory-boundedness proxy moves a class's memory-boundedness around its
 # class value (the proxy is normalised to [0, 1] with mean ~0.5; +-0.15 keeps classes distinct).
 MEM_PROXY_GAIN = 0.3
 MAX_BACKLOG_S = 10.0
+if len(DOMAIN_FIELDS) != DVFS_FIELDS or len(INFO_FIELDS) != DVFS_INFO:
+    raise ImportError("powerrl.envs.node_dvfs and powerrl/_core/node_dvfs_env.h disagree on the layout; rebuild")
 
 
 class NodeDVFSCore:
     """``n_copies`` independent copies of one server, stepped in one C call.
 
     Holds the kernel buffers, the per-copy clocks and the arrival process; the single env and the
-    vector env are thin views over it. All randomness comes from the ``np.random.Generator``
-    passed to :meth:`reset_copies` and :meth:`step`.
+    vector env are thin views over it. Demand and memory-boundedness do not depend on actions, so
+    they are drawn ahead in chunks of ``chunk_len`` steps per copy (one NumPy call per chunk) and
+    a step is a single call of the fused C stepper (``powerrl/_core/node_dvfs_env.h``). All
+    randomness comes from the ``np.random.Generator`` passed to :meth:`reset_copies` and
+    :meth:`step`, so a seed fixes the episode whatever the actions.
+
+    Args:
+        cfg: validated env config.
+        n_copies: number of independent copies.
+        shared_arrivals: common random numbers: every copy sees the same load scale and arrivals,
+            so copies driven by different controllers are compared on identical work (all copies
+            must then be reset together).
+        backend: ``"c"`` (default) or ``"numpy"`` (the NumPy twin, for equivalence tests).
     """
 
-    def __init__(self, cfg: NodeDVFSConfig, n_copies: int, shared_arrivals: bool = False) -> None:
+    def __init__(self, cfg: NodeDVFSConfig, n_copies: int, shared_arrivals: bool = False,
+                 backend: str = "c") -> None:
         self.cfg = cfg
         self.n_copies = n_copies
-        # Common random numbers: every copy sees the same load scale and the same arrivals, so
-        # copies driven by different controllers are compared on identical work.
         self.shared_arrivals = shared_arrivals
-        k = cfg.n_domains
-        self.k = k
-        self.arrays, self.kernel, mem_base = build_fleet(
-            cfg.profile, n_copies * k, k, [cfg.workload_class] * (n_copies * k), cfg.dt_s, cfg.inlet_c)
+        k = self.k = cfg.n_domains
+        self.arrays, kernel, mem_base = build_fleet(
+            cfg.profile, n_copies * k, k, [cfg.workload_class] * (n_copies * k), cfg.dt_s, cfg.inlet_c,
+            backend=backend)
         self.mem_base = mem_base.reshape(n_copies, k)
         self.n_pstates = self.arrays.n_pstates
         self.trace = sources.trace_arrays()
         self.row_lo, self.row_hi = sources.split_rows(cfg.split)
         self.steps_per_episode = max(1, int(round(cfg.episode_s / cfg.dt_s)))
         self.service_s = self.arrays.service_ms.reshape(n_copies, k) / 1000.0
-        self.sla_ms = self.arrays.sla_ms.reshape(n_copies, k)
         self.busy_w_server = float(self.arrays.busy_w[0] * k)
+        self.load_scale = np.ones(n_copies)
+        # Chunk length: bounded memory (~4 MB per chunk buffer), never longer than an episode.
+        self.chunk_len = int(np.clip(CHUNK_ENTRIES // (n_copies * k), 16, self.steps_per_episode + 1))
+        self.chunk_demand = np.zeros((self.chunk_len, n_copies, k))
+        self.chunk_mem = np.zeros((self.chunk_len, n_copies, k))
+        self.pos = np.zeros(n_copies, dtype=np.int64)
         self.start_s = np.zeros(n_copies)
         self.step_count = np.zeros(n_copies, dtype=np.int64)
-        self.load_scale = np.ones(n_copies)
+        self.actions = np.zeros((n_copies, k), dtype=np.int64)
         self.obs = np.zeros((n_copies, k * len(DOMAIN_FIELDS) + len(GLOBAL_FIELDS)), dtype=np.float32)
-        self._dom = self.obs[:, : k * len(DOMAIN_FIELDS)].reshape(n_copies, k, len(DOMAIN_FIELDS))
-        self._last_offered = np.zeros((n_copies, k))
+        self.reward = np.zeros(n_copies)
+        self.info_buf = np.zeros((n_copies, len(INFO_FIELDS)))
+        w = cfg.reward
+        stepper_cls = DVFSStepper if backend == "c" else ReferenceDVFSStepper
+        self.stepper = stepper_cls(
+            kernel, n_copies, k, self.chunk_len, cfg.dt_s, self.busy_w_server, w.energy, w.sla,
+            DOMAIN_FIELDS[1][3], DOMAIN_FIELDS[5][3], DOMAIN_FIELDS[7][3], DOMAIN_FIELDS[4][3],
+            self.actions, self.chunk_demand, self.chunk_mem, self.pos, self.start_s, self.step_count,
+            self.obs, self.reward, self.info_buf)
+        self._steps_left = 0
 
     # -- episode management -------------------------------------------------------------------
     def reset_copies(self, which: np.ndarray, rng: np.random.Generator, start_s: float | None = None) -> None:
@@ -84,7 +115,8 @@ class NodeDVFSCore:
             last_start = max(self.row_lo, self.row_hi - episode_rows - 1)
             rows = rng.integers(self.row_lo, last_start + 1, size=idx.size)
             # Start anywhere inside the 5-minute row, so episodes do not all begin on a row boundary.
-            self.start_s[idx] = rows * sources.TRACE_INTERVAL_S + rng.uniform(0, sources.TRACE_INTERVAL_S, idx.size)
+            starts = rows * sources.TRACE_INTERVAL_S + rng.uniform(0, sources.TRACE_INTERVAL_S, idx.size)
+            self.start_s[idx] = starts[0] if self.shared_arrivals else starts
         else:
             self.start_s[idx] = sources.check_start_s(start_s, self.cfg.episode_s)
         self.step_count[idx] = 0
@@ -93,70 +125,49 @@ class NodeDVFSCore:
         self.load_scale[idx] = scale[0] if self.shared_arrivals else scale
         units = (idx[:, None] * self.k + np.arange(self.k)[None, :]).ravel()
         self.arrays.reset_units(units, self.cfg.inlet_c)
-        self._last_offered[idx] = 0.0
-        self._fill_obs()
+        self._refill(idx, rng)
+        self.stepper.observe()
+
+    def _refill(self, idx: np.ndarray, rng: np.random.Generator) -> None:
+        """Draw the next ``chunk_len`` steps of demand and memory-boundedness for copies ``idx``."""
+        cfg, k, n_rows = self.cfg, self.k, len(self.trace.util)
+        src = idx[:1] if self.shared_arrivals else idx
+        steps = self.step_count[src][None, :] + np.arange(self.chunk_len)[:, None]      # [L, c]
+        t_s = self.start_s[src][None, :] + steps * cfg.dt_s
+        rows = np.minimum((t_s / sources.TRACE_INTERVAL_S).astype(np.int64), n_rows - 1)
+        util = self.trace.util[rows] * self.load_scale[src][None, :]
+        service_s = self.service_s[src][None, :, :]
+        # Poisson request arrivals within each step at the trace's rate (requests of service_s each).
+        lam = util[:, :, None] * cfg.dt_s / service_s
+        demand = rng.poisson(lam) * service_s / cfg.dt_s
+        mem = np.clip(self.mem_base[src][None, :, :]
+                      + MEM_PROXY_GAIN * (self.trace.mem_proxy[rows] - 0.5)[:, :, None], 0.0, 1.0)
+        self.chunk_demand[:, idx, :] = demand
+        self.chunk_mem[:, idx, :] = mem
+        self.pos[idx] = 0
+        self._steps_left = int(self.chunk_len - self.pos.max())
 
     # -- stepping -------------------------------------------------------------------------------
-    def step(self, pstates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Apply ``pstates`` (``[n_copies, k]`` ints), advance one step; returns the rewards."""
-        cfg, a, k = self.cfg, self.arrays, self.k
-        dt = cfg.dt_s
-        t_s = self.start_s + self.step_count * dt
-        rows = np.minimum((t_s / sources.TRACE_INTERVAL_S).astype(np.int64), len(self.trace.util) - 1)
-        util = self.trace.util[rows] * self.load_scale
-        # Poisson request arrivals within the step at the trace's rate (requests of service_s each).
-        lam = (util[:, None] * dt) / self.service_s
-        if self.shared_arrivals:
-            offered = np.broadcast_to(rng.poisson(lam[:1]) * self.service_s[:1] / dt, lam.shape)
-        else:
-            offered = rng.poisson(lam) * self.service_s / dt
-        m = np.clip(self.mem_base + MEM_PROXY_GAIN * (self.trace.mem_proxy[rows] - 0.5)[:, None], 0.0, 1.0)
-        a.pstate[:] = pstates.reshape(-1)
-        a.demand[:] = offered.reshape(-1)
-        a.mem_bound[:] = m.reshape(-1)
-        self.kernel.step(dt)
-        self.step_count += 1
-        self._last_offered[:] = offered
-        power = a.power_w.reshape(self.n_copies, k)
-        viol = a.sla_violation.reshape(self.n_copies, k)
-        w = cfg.reward
-        energy_norm = power.sum(axis=1) / self.busy_w_server
-        reward = -w.energy * energy_norm - w.sla * viol.mean(axis=1)
-        self._fill_obs(rows)
-        return reward
+    def step(self, rng: np.random.Generator) -> np.ndarray:
+        """Advance every copy one step with the P-states in :attr:`actions`; returns the rewards."""
+        if self._steps_left <= 0:
+            self._refill(np.flatnonzero(self.pos >= self.chunk_len), rng)
+        self.stepper.step()
+        self._steps_left -= 1
+        return self.reward
 
     def truncated(self) -> np.ndarray:
         """Copies whose episode reached its length."""
         return self.step_count >= self.steps_per_episode
 
-    def _fill_obs(self, rows: np.ndarray | None = None) -> None:
-        a, n, k = self.arrays, self.n_copies, self.k
-        d = self._dom
-        d[:, :, 0] = a.util.reshape(n, k)
-        d[:, :, 1] = np.minimum(self._last_offered, 4.0)
-        d[:, :, 2] = a.mem_bound.reshape(n, k)
-        d[:, :, 3] = a.pstate_applied.reshape(n, k) / max(1, self.n_pstates - 1)
-        d[:, :, 4] = np.clip(a.temp_die_c.reshape(n, k), 0.0, 150.0)
-        d[:, :, 5] = np.minimum(a.power_w.reshape(n, k), 2000.0)
-        d[:, :, 6] = np.clip(1.0 - a.latency_ms.reshape(n, k) / self.sla_ms, -1.0, 1.0)
-        d[:, :, 7] = np.minimum(a.backlog.reshape(n, k), MAX_BACKLOG_S)
-        tod = 2.0 * np.pi * ((self.start_s + self.step_count * self.cfg.dt_s) % 86400.0) / 86400.0
-        self.obs[:, -2] = np.sin(tod)
-        self.obs[:, -1] = np.cos(tod)
-
     def info(self, i: int) -> dict[str, Any]:
         """Per-step telemetry of copy ``i`` (SI units)."""
+        v = self.info_buf[i].tolist()
         a, k = self.arrays, self.k
-        sl = slice(i * k, (i + 1) * k)
         return {
-            "energy_j": float(a.power_w[sl].sum() * self.cfg.dt_s),
-            "power_w": float(a.power_w[sl].sum()),
-            "sla_violation": bool(a.sla_violation[sl].any()),
-            "sla_violation_rate": float(a.sla_violation[sl].mean()),
-            "latency_ms": float(a.latency_ms[sl].max()),
-            "temp_die_c": float(a.temp_die_c[sl].max()),
-            "work_done": float(a.served[sl].sum()),
-            "pstate_applied": a.pstate_applied[sl].copy(),
+            "energy_j": v[0], "power_w": v[1], "sla_violation": v[2] > 0.0, "sla_violation_rate": v[3],
+            "latency_ms": v[4], "temp_die_c": v[5], "work_done": v[6],
+            "pstate_applied": a.pstate_applied[i * k:(i + 1) * k].copy(),
             "time_s": float(self.start_s[i] + self.step_count[i] * self.cfg.dt_s),
         }
 
@@ -227,9 +238,10 @@ class NodeDVFSEnv(gym.Env[np.ndarray, np.ndarray]):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, config: NodeDVFSConfig | None = None, **overrides: Any) -> None:
+    def __init__(self, config: NodeDVFSConfig | None = None, backend: str = "c", **overrides: Any) -> None:
         self.cfg = config if config is not None else make_config(ENV_ID, overrides)
-        self.core = NodeDVFSCore(self.cfg, 1)
+        self.core = NodeDVFSCore(self.cfg, 1, backend=backend)
+        self._action = self.core.actions[0]
         self.action_space, self.observation_space = _spaces(self.cfg, self.core.n_pstates)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -241,10 +253,11 @@ class NodeDVFSEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Apply one P-state per domain and advance ``dt_s`` seconds."""
-        act = np.asarray(action, dtype=np.int64).reshape(1, self.core.k)
-        reward = self.core.step(act, self.np_random)
-        return (self.core.obs[0].copy(), float(reward[0]), False, bool(self.core.truncated()[0]),
-                self.core.info(0))
+        core = self.core
+        self._action[:] = action
+        reward = core.step(self.np_random)
+        return (core.obs[0].copy(), float(reward[0]), False, bool(core.step_count[0] >= core.steps_per_episode),
+                core.info(0))
 
 
 class NodeDVFSVectorEnv(VectorEnv):
@@ -278,15 +291,12 @@ class NodeDVFSVectorEnv(VectorEnv):
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Step every copy; copies whose episode ended are reset in the same call."""
-        acts = np.asarray(actions, dtype=np.int64).reshape(self.num_envs, self.core.k)
-        reward = self.core.step(acts, self._np_random)
-        truncated = self.core.truncated()
-        a, k, n = self.core.arrays, self.core.k, self.num_envs
-        infos: dict[str, Any] = {
-            "energy_j": a.power_w.reshape(n, k).sum(axis=1) * self.cfg.dt_s,
-            "sla_violation": a.sla_violation.reshape(n, k).any(axis=1),
-            "latency_ms": a.latency_ms.reshape(n, k).max(axis=1),
-        }
+        core = self.core
+        core.actions[:] = np.asarray(actions).reshape(self.num_envs, core.k)
+        reward = core.step(self._np_random).copy()
+        truncated = core.truncated()
+        infos: dict[str, Any] = {name: core.info_buf[:, j].copy() for j, name in enumerate(INFO_FIELDS)}
+        infos["sla_violation"] = infos["sla_violation"] > 0.0
         if truncated.any():
             infos["final_obs"] = np.where(truncated[:, None], self.core.obs, 0.0).astype(np.float32)
             infos["_final_obs"] = truncated.copy()
