@@ -25,7 +25,7 @@ CONFIG_KINDS: dict[str, str] = {
 
 def _loader(kind: str) -> Callable[[Path], Any]:
     module_name, func = CONFIG_KINDS[kind].split(":")
-    return getattr(importlib.import_module(module_name), func)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module_name), func)
 
 
 def check_file(path: Path) -> Any:

@@ -50,13 +50,16 @@ COUNTER_FIELDS = ("backlog", "load_avg", "energy_j", "work_done")
 class NodeArrays:
     """Every buffer of a batch of ``n_nodes`` nodes with ``n_pstates`` P-states each (see docs/model.md).
 
-    Parameters: ``idle_w``, ``busy_w`` (W), ``shape_r``, ``wake_share``, ``static_share``, ``freq_ratio`` and
-    ``volt_ratio`` (``[n_nodes, n_pstates]``, ascending), ``r_die_c_per_w``, ``r_sink_c_per_w``
-    (degC/W), ``alpha_die``, ``alpha_sink`` (``1 - exp(-dt/tau)``), ``alpha_load``, ``service_ms``, ``sla_ms``.
-    State: ``backlog`` (node-seconds at f_max), ``load_avg`` (offered work per second, averaged), ``temp_die_c``, ``temp_sink_c``, ``energy_j``,
-    ``work_done``. Inputs: ``pstate``, ``cap_w`` (W, ``inf`` = none), ``demand`` (node-seconds per
-    second at f_max), ``mem_bound`` ([0, 1]), ``inlet_c``. Outputs: ``power_w``, ``util``, ``served``,
-    ``freq_ratio_applied``, ``latency_ms`` (p99), ``pstate_applied``, ``sla_violation``, ``throttled``.
+    Parameters: ``idle_w``, ``busy_w`` (W), ``shape_r``, ``wake_share``, ``static_share``,
+    ``freq_ratio`` and ``volt_ratio`` (``[n_nodes, n_pstates]``, ascending), ``r_die_c_per_w``,
+    ``r_sink_c_per_w`` (degC/W), ``alpha_die``, ``alpha_sink``, ``alpha_load`` (``1 - exp(-dt/tau)``),
+    ``service_ms``, ``sla_ms``.
+    State: ``backlog`` (node-seconds at f_max), ``load_avg`` (offered work per second, averaged),
+    ``temp_die_c``, ``temp_sink_c``, ``energy_j``, ``work_done``.
+    Inputs: ``pstate``, ``cap_w`` (W, ``inf`` = none), ``demand`` (node-seconds per second at f_max),
+    ``mem_bound`` ([0, 1]), ``inlet_c``.
+    Outputs: ``power_w``, ``util``, ``served``, ``freq_ratio_applied``, ``latency_ms`` (p99),
+    ``pstate_applied``, ``sla_violation``, ``throttled``.
     """
 
     n_nodes: int
@@ -121,8 +124,11 @@ class NodeArrays:
         self.alpha_load[:] = -np.expm1(-dt_s / LOAD_AVG_TAU_S)
 
     def reset_units(self, units: np.ndarray, temp_c: float | np.ndarray) -> None:
-        """Return ``units`` (indices) to a fresh start: empty queues, zero counters, temperatures at
-        ``temp_c`` (degC), idle power, top P-state requested, no cap."""
+        """Return ``units`` (indices) to a fresh start.
+
+        Empty queues, zero counters, temperatures at ``temp_c`` (degC), idle power, top P-state
+        requested, no cap.
+        """
         for name in COUNTER_FIELDS:
             getattr(self, name)[units] = 0.0
         self.temp_die_c[units] = temp_c

@@ -307,16 +307,16 @@ class ClusterBudgetVectorEnv(VectorEnv):
         if isinstance(seed, list):
             seed = seed[0]
         self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
-        self.core.reset_copies(np.ones(self.num_envs, dtype=bool), self._np_random, (options or {}).get("start_s"))
+        self.core.reset_copies(np.ones(self.num_envs, dtype=bool), self.np_random, (options or {}).get("start_s"))
         return self.core.obs.copy(), {}
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Step every copy; finished copies are reset in the same call."""
         core = self.core
-        reward, infos = core.step_caps(core.cap_from_action(actions), self._np_random)
+        reward, infos = core.step_caps(core.cap_from_action(actions), self.np_random)
         truncated = core.truncated()
         if truncated.any():
             infos["final_obs"] = np.where(truncated[:, None], core.obs, 0.0).astype(np.float32)
             infos["_final_obs"] = truncated.copy()
-            core.reset_copies(truncated, self._np_random)
+            core.reset_copies(truncated, self.np_random)
         return core.obs.copy(), reward, np.zeros(self.num_envs, dtype=bool), truncated, infos

@@ -338,17 +338,17 @@ class DatacenterVectorEnv(VectorEnv):
         if isinstance(seed, list):
             seed = seed[0]
         self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
-        self.core.reset_copies(np.ones(self.num_envs, dtype=bool), self._np_random, (options or {}).get("start_s"))
+        self.core.reset_copies(np.ones(self.num_envs, dtype=bool), self.np_random, (options or {}).get("start_s"))
         return self.core.obs.copy(), {}
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Step every copy; finished copies are reset in the same call."""
         core = self.core
-        reward, tel = core.step(actions, self._np_random)
+        reward, tel = core.step(actions, self.np_random)
         infos: dict[str, Any] = {k: v.copy() for k, v in tel.items()}
         truncated = core.truncated()
         if truncated.any():
             infos["final_obs"] = np.where(truncated[:, None], core.obs, 0.0).astype(np.float32)
             infos["_final_obs"] = truncated.copy()
-            core.reset_copies(truncated, self._np_random)
+            core.reset_copies(truncated, self.np_random)
         return core.obs.copy(), reward, np.zeros(self.num_envs, dtype=bool), truncated, infos

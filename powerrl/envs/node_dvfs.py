@@ -130,7 +130,7 @@ class NodeDVFSCore:
 
     def _refill(self, idx: np.ndarray, rng: np.random.Generator) -> None:
         """Draw the next ``chunk_len`` steps of demand and memory-boundedness for copies ``idx``."""
-        cfg, k, n_rows = self.cfg, self.k, len(self.trace.util)
+        cfg, n_rows = self.cfg, len(self.trace.util)
         src = idx[:1] if self.shared_arrivals else idx
         steps = self.step_count[src][None, :] + np.arange(self.chunk_len)[:, None]      # [L, c]
         t_s = self.start_s[src][None, :] + steps * cfg.dt_s
@@ -183,8 +183,9 @@ class NodeDVFSEnv(gym.Env[np.ndarray, np.ndarray]):
     """One server's DVFS against the real Google 2019 utilisation trace.
 
     ## Description
-    A server (a profile fitted to a real SPECpower result, see ``powerrl calibrate``) with
-    ``n_domains`` frequency domains serves requests whose arrival rate follows the Google cluster
+    A server (a shipped profile, by default the 2-socket AMD EPYC 7502 measured with pinned
+    P-states, or any profile fitted by ``powerrl calibrate``) with ``n_domains`` frequency
+    domains serves requests whose arrival rate follows the Google cluster
     trace 2019 (5-minute utilisation, Poisson arrivals inside each interval). Each step the agent
     picks a P-state per domain; lower frequencies save power but slow service (by the workload's
     memory-boundedness) and raise queueing latency. Power, latency and temperature come from the
@@ -286,19 +287,19 @@ class NodeDVFSVectorEnv(VectorEnv):
         if isinstance(seed, list):
             seed = seed[0]
         self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
-        self.core.reset_copies(np.ones(self.num_envs, dtype=bool), self._np_random, (options or {}).get("start_s"))
+        self.core.reset_copies(np.ones(self.num_envs, dtype=bool), self.np_random, (options or {}).get("start_s"))
         return self.core.obs.copy(), {}
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Step every copy; copies whose episode ended are reset in the same call."""
         core = self.core
         core.actions[:] = np.asarray(actions).reshape(self.num_envs, core.k)
-        reward = core.step(self._np_random).copy()
+        reward = core.step(self.np_random).copy()
         truncated = core.truncated()
         infos: dict[str, Any] = {name: core.info_buf[:, j].copy() for j, name in enumerate(INFO_FIELDS)}
         infos["sla_violation"] = infos["sla_violation"] > 0.0
         if truncated.any():
             infos["final_obs"] = np.where(truncated[:, None], self.core.obs, 0.0).astype(np.float32)
             infos["_final_obs"] = truncated.copy()
-            self.core.reset_copies(truncated, self._np_random)
+            self.core.reset_copies(truncated, self.np_random)
         return (self.core.obs.copy(), reward.astype(np.float64), self._terminated.copy(), truncated, infos)
