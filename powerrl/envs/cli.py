@@ -50,9 +50,10 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from powerrl.config import from_dict
+    from powerrl.config import from_dict, to_dict
+    from powerrl.envs import sources
     from powerrl.envs.config import NodeDVFSConfig, load_env_config
-    from powerrl.envs.simulate import format_table, simulate_fixed_pstates
+    from powerrl.envs.simulate import check_day, format_table, simulate_fixed_pstates
     from powerrl.errors import ConfigError
 
     if args.config:
@@ -64,13 +65,11 @@ def _simulate(args: argparse.Namespace) -> int:
     overrides = {"dt_s": args.dt_s, "episode_s": 86400.0, "split": "all"}
     if args.profile:
         overrides["profile"] = args.profile
-    data = {**{k: getattr(cfg, k) for k in ("profile", "n_domains", "workload_class", "load_scale", "inlet_c")},
-            **overrides}
-    cfg = from_dict(NodeDVFSConfig, data)
-    if not 1 <= args.day <= 28:
-        raise ConfigError("--day", args.day, "a trace day in 1-28 (22-28 are held out)")
+    cfg = from_dict(NodeDVFSConfig, {**to_dict(cfg), **overrides})
+    sources.profile(cfg.profile)
+    check_day(cfg, args.day)
     print(f"NodeDVFS-v0, profile {cfg.profile}, {cfg.n_domains} domains, class {cfg.workload_class}, "
-          f"day {args.day} of the Google 2019 trace{' (held out)' if args.day >= 22 else ' (training)'}, "
+          f"day {args.day} of {'the shipped Google 2019 trace' if cfg.trace is None else cfg.trace.path}, "
           f"dt = {cfg.dt_s:g} s, every domain pinned to one P-state per row")
     print(format_table(simulate_fixed_pstates(cfg, args.day, seed=args.seed)))
     return 0

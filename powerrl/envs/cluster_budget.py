@@ -74,8 +74,8 @@ class ClusterBudgetCore:
         self.busy_total_w = float(self.busy_w.sum())
         self.pdu_limit_w = cfg.pdu_limit_fraction * np.bincount(self.pdu, weights=self.busy_w, minlength=self.n_pdus)
         self.service_s = a.service_ms.reshape(n_copies, n) / 1000.0
-        self.trace = sources.trace_arrays()
-        self.row_lo, self.row_hi = sources.split_rows(cfg.split)
+        self.trace = sources.trace_arrays(cfg.trace)
+        self.row_lo, self.row_hi = self.trace.split_rows(cfg.split)
         self.steps_per_episode = max(1, int(round(cfg.episode_s / cfg.dt_s)))
         self.start_s = np.zeros(n_copies)
         self.step_count = np.zeros(n_copies, dtype=np.int64)
@@ -110,10 +110,10 @@ class ClusterBudgetCore:
         if idx.size == 0:
             return
         cfg, a, n = self.cfg, self.arrays, self.n
-        episode_rows = int(np.ceil(self.steps_per_episode * cfg.dt_s / sources.TRACE_INTERVAL_S))
+        episode_rows = int(np.ceil(self.steps_per_episode * cfg.dt_s / self.trace.interval_s))
         rows = rng.integers(self.row_lo, max(self.row_lo, self.row_hi - episode_rows - 1) + 1, size=idx.size)
-        self.start_s[idx] = (rows * sources.TRACE_INTERVAL_S if start_s is None
-                             else sources.check_start_s(start_s, cfg.episode_s))
+        self.start_s[idx] = (rows * self.trace.interval_s if start_s is None
+                             else self.trace.check_start_s(start_s, cfg.episode_s))
         self.step_count[idx] = 0
         # Node heterogeneity around the datacentre average (lognormal, sigma 0.25).
         self.scale[idx] = cfg.load_scale * rng.lognormal(0.0, 0.25, (idx.size, n))
@@ -143,7 +143,7 @@ class ClusterBudgetCore:
         cfg, a, b, n = self.cfg, self.arrays, self.b, self.n
         dt = cfg.dt_s
         budget = self.budget_w.copy()
-        rows = np.minimum((self.time_s // sources.TRACE_INTERVAL_S).astype(np.int64), len(self.trace.util) - 1)
+        rows = self.trace.rows_at(self.time_s)
         lam = self.trace.util[rows][:, None] * self.scale * dt / self.service_s
         offered = rng.poisson(lam) * self.service_s / dt
         m = np.clip(self.mem_base + 0.3 * (self.trace.mem_proxy[rows] - 0.5)[:, None], 0.0, 1.0)

@@ -13,8 +13,12 @@ from typing import Any
 
 from powerrl.config import from_dict, load_yaml, spec
 from powerrl.errors import ConfigError
+from powerrl.model.carbon import CarbonSpec
+from powerrl.model.workload import TraceSpec
 
 SPLITS = ("train", "heldout", "all")
+TRACE_DOC = "utilisation CSV (path, column, interval_s, scale, ...); default: the shipped Google 2019 trace"
+CARBON_DOC = "carbon-intensity CSV (path, column, time_column, timezone); default: the shipped CAISO 2023 file"
 WORKLOAD_CLASSES = ("compute", "memory", "interactive", "batch")
 
 
@@ -48,6 +52,7 @@ class NodeDVFSConfig:
     load_scale: float = field(default=1.0, metadata=spec(lo=0.0, hi=2.0, doc="multiplies trace utilisation"))
     inlet_c: float = field(default=24.0, metadata=spec(lo=5.0, hi=50.0, unit="degC"))
     reward: RewardWeights = field(default_factory=RewardWeights)
+    trace: TraceSpec | None = field(default=None, metadata=spec(doc=TRACE_DOC))
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class ClusterBudgetConfig:
     load_scale: float = field(default=1.3, metadata=spec(lo=0.0, hi=3.0))
     inlet_c: float = field(default=24.0, metadata=spec(lo=5.0, hi=50.0, unit="degC"))
     sla_penalty: float = field(default=0.5, metadata=spec(lo=0.0, hi=1e6))
+    trace: TraceSpec | None = field(default=None, metadata=spec(doc=TRACE_DOC))
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,8 @@ class DatacenterConfig:
     supply_max_c: float = field(default=27.0, metadata=spec(lo=10.0, hi=35.0, unit="degC"))
     load_scale: float = field(default=1.0, metadata=spec(lo=0.0, hi=2.0))
     reward: RewardWeights = field(default_factory=RewardWeights)
+    trace: TraceSpec | None = field(default=None, metadata=spec(doc=TRACE_DOC))
+    carbon: CarbonSpec | None = field(default=None, metadata=spec(doc=CARBON_DOC))
 
     def validate(self, path: str = "", source: str | None = None) -> None:
         """Cross-field checks."""

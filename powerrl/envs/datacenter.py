@@ -69,9 +69,9 @@ class DatacenterCore:
         self.batch_capacity = float(self.is_batch.sum())  # node-seconds of work per second at f_max
         self.service_s = a.service_ms.reshape(n_copies, n) / 1000.0
         self.n_pstates = a.n_pstates
-        self.trace = sources.trace_arrays()
-        self.site = sources.site_series()
-        self.row_lo, self.row_hi = sources.split_rows(cfg.split)
+        self.trace = sources.trace_arrays(cfg.trace)
+        self.site = sources.site_series(cfg.trace, cfg.carbon)
+        self.row_lo, self.row_hi = self.trace.split_rows(cfg.split)
         self.steps_per_episode = max(1, int(round(cfg.episode_s / cfg.dt_s)))
         self.n_bins = max(1, int(round(cfg.defer_window_h * 3600.0 / cfg.dt_s)))
         self.pool = np.zeros((n_copies, self.n_bins))
@@ -102,11 +102,11 @@ class DatacenterCore:
         if idx.size == 0:
             return
         cfg, a, n = self.cfg, self.arrays, self.n
-        episode_rows = int(np.ceil(self.steps_per_episode * cfg.dt_s / sources.TRACE_INTERVAL_S))
-        first_day = self.row_lo // sources.ROWS_PER_DAY
-        last_day = max(first_day, (self.row_hi - episode_rows) // sources.ROWS_PER_DAY)
+        episode_rows = int(np.ceil(self.steps_per_episode * cfg.dt_s / self.trace.interval_s))
+        first_day = self.row_lo // self.trace.rows_per_day
+        last_day = max(first_day, (self.row_hi - episode_rows) // self.trace.rows_per_day)
         days = rng.integers(first_day, last_day + 1, size=idx.size)
-        self.start_s[idx] = days * 86400.0 if start_s is None else sources.check_start_s(start_s, cfg.episode_s)
+        self.start_s[idx] = days * 86400.0 if start_s is None else self.trace.check_start_s(start_s, cfg.episode_s)
         self.step_count[idx] = 0
         self.scale[idx] = cfg.load_scale * rng.lognormal(0.0, 0.25, (idx.size, n))
         self.pool[idx] = 0.0
@@ -136,7 +136,7 @@ class DatacenterCore:
         cfg, a, b, n = self.cfg, self.arrays, self.b, self.n
         dt = cfg.dt_s
         ceilings, supply_c, defer, release = self.decode(action)
-        rows = np.minimum((self.time_s // sources.TRACE_INTERVAL_S).astype(np.int64), len(self.trace.util) - 1)
+        rows = self.trace.rows_at(self.time_s)
         util = self.trace.util[rows][:, None] * self.scale
         # Interactive: Poisson requests. Batch: new work arrives at the trace rate; part is deferred.
         lam = util * dt / self.service_s
@@ -211,12 +211,13 @@ class DatacenterCore:
         rack_obs = np.stack([util, np.minimum(power, 1.5), np.clip(temp, 0, 150),
                              self.ceiling / max(1, self.n_pstates - 1), slack_rack], axis=2)
         self.obs[:, : r * len(RACK_FIELDS)] = rack_obs.reshape(b, -1)
-        rows = np.minimum((self.time_s // sources.TRACE_INTERVAL_S).astype(np.int64), len(self.trace.util) - 1)
+        rows = self.trace.rows_at(self.time_s)
         site = self.site
         ci = site.carbon_g_per_kwh
         # Honest forecast: the value observed 24 h before the target time (seasonal naive).
-        f1 = ci[np.clip(rows + 12 - sources.ROWS_PER_DAY, 0, len(ci) - 1)]
-        f3 = ci[np.clip(rows + 36 - sources.ROWS_PER_DAY, 0, len(ci) - 1)]
+        per_h = int(round(3600.0 / self.trace.interval_s))
+        f1 = ci[np.clip(rows + per_h - self.trace.rows_per_day, 0, len(ci) - 1)]
+        f3 = ci[np.clip(rows + 3 * per_h - self.trace.rows_per_day, 0, len(ci) - 1)]
         oldest = np.argmax(self.pool > 0, axis=1)
         has = (self.pool > 0).any(axis=1)
         g = self.obs[:, r * len(RACK_FIELDS):]

@@ -74,8 +74,8 @@ class NodeDVFSCore:
             backend=backend)
         self.mem_base = mem_base.reshape(n_copies, k)
         self.n_pstates = self.arrays.n_pstates
-        self.trace = sources.trace_arrays()
-        self.row_lo, self.row_hi = sources.split_rows(cfg.split)
+        self.trace = sources.trace_arrays(cfg.trace)
+        self.row_lo, self.row_hi = self.trace.split_rows(cfg.split)
         self.steps_per_episode = max(1, int(round(cfg.episode_s / cfg.dt_s)))
         self.service_s = self.arrays.service_ms.reshape(n_copies, k) / 1000.0
         self.busy_w_server = float(self.arrays.busy_w[0] * k)
@@ -111,14 +111,14 @@ class NodeDVFSCore:
         if idx.size == 0:
             return
         if start_s is None:
-            episode_rows = int(np.ceil(self.steps_per_episode * self.cfg.dt_s / sources.TRACE_INTERVAL_S))
+            episode_rows = int(np.ceil(self.steps_per_episode * self.cfg.dt_s / self.trace.interval_s))
             last_start = max(self.row_lo, self.row_hi - episode_rows - 1)
             rows = rng.integers(self.row_lo, last_start + 1, size=idx.size)
             # Start anywhere inside the 5-minute row, so episodes do not all begin on a row boundary.
-            starts = rows * sources.TRACE_INTERVAL_S + rng.uniform(0, sources.TRACE_INTERVAL_S, idx.size)
+            starts = rows * self.trace.interval_s + rng.uniform(0, self.trace.interval_s, idx.size)
             self.start_s[idx] = starts[0] if self.shared_arrivals else starts
         else:
-            self.start_s[idx] = sources.check_start_s(start_s, self.cfg.episode_s)
+            self.start_s[idx] = self.trace.check_start_s(start_s, self.cfg.episode_s)
         self.step_count[idx] = 0
         # Per-episode server heterogeneity around the datacentre average (lognormal, sigma 0.15).
         scale = self.cfg.load_scale * rng.lognormal(0.0, 0.15, idx.size)
@@ -130,11 +130,11 @@ class NodeDVFSCore:
 
     def _refill(self, idx: np.ndarray, rng: np.random.Generator) -> None:
         """Draw the next ``chunk_len`` steps of demand and memory-boundedness for copies ``idx``."""
-        cfg, n_rows = self.cfg, len(self.trace.util)
+        cfg = self.cfg
         src = idx[:1] if self.shared_arrivals else idx
         steps = self.step_count[src][None, :] + np.arange(self.chunk_len)[:, None]      # [L, c]
         t_s = self.start_s[src][None, :] + steps * cfg.dt_s
-        rows = np.minimum((t_s / sources.TRACE_INTERVAL_S).astype(np.int64), n_rows - 1)
+        rows = self.trace.rows_at(t_s)
         util = self.trace.util[rows] * self.load_scale[src][None, :]
         service_s = self.service_s[src][None, :, :]
         # Poisson request arrivals within each step at the trace's rate (requests of service_s each).

@@ -16,6 +16,7 @@ import numpy as np
 from powerrl.envs import sources
 from powerrl.envs.config import NodeDVFSConfig
 from powerrl.envs.node_dvfs import NodeDVFSVectorEnv
+from powerrl.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -32,13 +33,24 @@ class FixedPStateResult:
     work_done: float
 
 
+def check_day(cfg: NodeDVFSConfig, day: int) -> None:
+    """Raise :class:`ConfigError` unless ``day`` (1-based) is a whole day of the config's trace."""
+    trace = sources.trace_arrays(cfg.trace)
+    n_days = len(trace.util) // trace.rows_per_day
+    if not 1 <= day <= n_days:
+        held = trace.heldout_rows[0] // trace.rows_per_day + 1
+        raise ConfigError("--day", day, f"a day of the trace, 1-{n_days} (days {held}-{n_days} are held out)")
+
+
 def simulate_fixed_pstates(cfg: NodeDVFSConfig, day: int, seed: int = 0, progress: bool = True
                            ) -> list[FixedPStateResult]:
-    """Simulate trace ``day`` (1-28) once per P-state; returns one result per P-state."""
-    if not 1 <= day <= 28:
-        raise ValueError(f"day = {day} is outside the trace: use 1-28 (22-28 are held out)")
-    probe = NodeDVFSVectorEnv(1, config=cfg)
-    n_p = probe.core.n_pstates
+    """Simulate trace ``day`` (1-based) once per P-state; returns one result per P-state.
+
+    Raises:
+        ConfigError: ``day`` is not a whole day of the trace.
+    """
+    check_day(cfg, day)
+    n_p = len(sources.profile(cfg.profile).pstates_mhz)
     venv = NodeDVFSVectorEnv(n_p, config=cfg, shared_arrivals=True)
     venv.reset(seed=seed, options={"start_s": (day - 1) * 86400.0})
     core = venv.core
