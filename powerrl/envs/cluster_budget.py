@@ -10,6 +10,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from powerrl.envs import sources
+from powerrl.envs.arrivals import ArrivalChunks
 from powerrl.envs.config import ClusterBudgetConfig, make_config
 from powerrl.envs.fleet import build_fleet
 
@@ -83,6 +84,7 @@ class ClusterBudgetCore:
         self.event_until_s = np.full(n_copies, -1.0)
         self.budget_w = np.zeros(n_copies)
         self.offered = np.zeros((n_copies, n))
+        self.chunks = ArrivalChunks(self.trace, self.service_s, self.mem_base, cfg.dt_s, self.steps_per_episode)
         self.obs = np.zeros((n_copies, n * len(NODE_FIELDS) + len(GLOBAL_FIELDS)), dtype=np.float32)
         self._node_obs = self.obs[:, : n * len(NODE_FIELDS)].reshape(n_copies, n, len(NODE_FIELDS))
         self.node_obs_static = self.priority / 4.0
@@ -117,6 +119,7 @@ class ClusterBudgetCore:
         self.step_count[idx] = 0
         # Node heterogeneity around the datacentre average (lognormal, sigma 0.25).
         self.scale[idx] = cfg.load_scale * rng.lognormal(0.0, 0.25, (idx.size, n))
+        self.chunks.refill(idx, self.start_s, self.step_count, self.scale, rng)
         self.event_until_s[idx] = -1.0
         units = (idx[:, None] * n + np.arange(n)[None, :]).ravel()
         a.reset_units(units, cfg.inlet_c)
@@ -143,10 +146,9 @@ class ClusterBudgetCore:
         cfg, a, b, n = self.cfg, self.arrays, self.b, self.n
         dt = cfg.dt_s
         budget = self.budget_w.copy()
-        rows = self.trace.rows_at(self.time_s)
-        lam = self.trace.util[rows][:, None] * self.scale * dt / self.service_s
-        offered = rng.poisson(lam) * self.service_s / dt
-        m = np.clip(self.mem_base + 0.3 * (self.trace.mem_proxy[rows] - 0.5)[:, None], 0.0, 1.0)
+        if self.chunks.steps_left <= 0:
+            self.chunks.refill(self.chunks.due(), self.start_s, self.step_count, self.scale, rng)
+        offered, m = self.chunks.take()
         a.mem_bound[:] = m.ravel()
         a.cap_w[:] = np.nan_to_num(np.asarray(caps_w, dtype=np.float64), nan=0.0, posinf=1e9).ravel()
         a.pstate[:] = a.n_pstates - 1

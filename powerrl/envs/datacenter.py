@@ -10,6 +10,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from powerrl.envs import sources
+from powerrl.envs.arrivals import ArrivalChunks
 from powerrl.envs.config import DatacenterConfig, make_config
 from powerrl.envs.fleet import build_fleet
 
@@ -80,7 +81,10 @@ class DatacenterCore:
         self.scale = np.ones((n_copies, n))
         self.supply_c = np.full(n_copies, cfg.supply_min_c)
         self.ceiling = np.full((n_copies, self.n_racks), self.n_pstates - 1, dtype=np.int64)
+        self.chunks = ArrivalChunks(self.trace, self.service_s, self.mem_base, cfg.dt_s, self.steps_per_episode)
         self.last: dict[str, np.ndarray] = {}
+        self._interactive = (~self.is_batch).astype(np.float64)
+        self._n_interactive_rack = np.maximum(self._interactive.reshape(self.n_racks, -1).sum(axis=1), 1.0)
         self._nan_fill = np.array([1.0] * self.n_racks + [-1.0, -1.0, -1.0])
         n_obs = self.n_racks * len(RACK_FIELDS) + len(GLOBAL_FIELDS)
         self.obs = np.zeros((n_copies, n_obs), dtype=np.float32)
@@ -109,6 +113,7 @@ class DatacenterCore:
         self.start_s[idx] = days * 86400.0 if start_s is None else self.trace.check_start_s(start_s, cfg.episode_s)
         self.step_count[idx] = 0
         self.scale[idx] = cfg.load_scale * rng.lognormal(0.0, 0.25, (idx.size, n))
+        self.chunks.refill(idx, self.start_s, self.step_count, self.scale, rng)
         self.pool[idx] = 0.0
         self.supply_c[idx] = cfg.supply_min_c
         self.ceiling[idx] = self.n_pstates - 1
@@ -137,16 +142,19 @@ class DatacenterCore:
         dt = cfg.dt_s
         ceilings, supply_c, defer, release = self.decode(action)
         rows = self.trace.rows_at(self.time_s)
-        util = self.trace.util[rows][:, None] * self.scale
         # Interactive: Poisson requests. Batch: new work arrives at the trace rate; part is deferred.
-        lam = util * dt / self.service_s
-        offered = rng.poisson(lam) * self.service_s / dt
+        if self.chunks.steps_left <= 0:
+            self.chunks.refill(self.chunks.due(), self.start_s, self.step_count, self.scale, rng)
+        offered, mem = self.chunks.take()
         batch_new = np.where(self.is_batch, offered, 0.0).sum(axis=1) * dt  # node-seconds
         forced = self.pool[:, 0].copy()
         self.pool[:, :-1] = self.pool[:, 1:]
         self.pool[:, -1] = 0.0
-        released = release * self.pool.sum(axis=1)
-        self.pool *= (1.0 - release)[:, None]
+        if release.any():
+            released = release * self.pool.sum(axis=1)
+            self.pool *= (1.0 - release)[:, None]
+        else:
+            released = np.zeros(b)
         self.pool[:, -1] += defer * batch_new
         batch_run = (1.0 - defer) * batch_new + released + forced
         share = np.where(self.is_batch, self.scale, 0.0)
@@ -155,21 +163,20 @@ class DatacenterCore:
 
         self.supply_c[:] = supply_c
         self.ceiling[:] = ceilings
-        rack_power_frac = (np.add.reduceat(a.power_w.reshape(b, n), np.arange(0, n, cfg.nodes_per_rack), axis=1)
-                           / self.rack_busy_w)
+        rack_power_frac = a.power_w.reshape(b, self.n_racks, -1).sum(axis=2) / self.rack_busy_w
         inlet = supply_c[:, None] + RECIRC_BASE_C + RECIRC_LOAD_C * np.minimum(rack_power_frac, 1.5)
         a.inlet_c[:] = inlet[:, self.rack].ravel()
         a.pstate[:] = ceilings[:, self.rack].ravel()
         a.demand[:] = demand.ravel()
-        a.mem_bound[:] = np.clip(self.mem_base + 0.3 * (self.trace.mem_proxy[rows] - 0.5)[:, None], 0.0, 1.0).ravel()
+        a.mem_bound[:] = mem.ravel()
         self.kernel.step(dt)
         self.step_count += 1
 
         it_w = a.power_w.reshape(b, n).sum(axis=1)
         site = self.site
         ambient_c = site.ambient_c[rows]
-        fac = sources.facility_power(it_w, supply_c, ambient_c)
-        cooling_w, facility_w = fac.cooling_w, fac.total_w
+        cooling_w = sources.cooling_power_w(it_w, supply_c, ambient_c)
+        facility_w = it_w * (1.0 + sources.DATACENTER_COOLING.overhead_frac) + cooling_w
         solar_w = cfg.solar_kwp * 1000.0 * site.solar_frac[rows]
         grid_w = np.maximum(facility_w - solar_w, 0.0)
         intensity = site.carbon_g_per_kwh[rows]
@@ -178,8 +185,7 @@ class DatacenterCore:
         w = cfg.reward
         cost = grid_kwh * w.energy_price_per_kwh + carbon_kg * w.carbon_price_per_kg
         viol = a.sla_violation.reshape(b, n)
-        interactive = ~self.is_batch
-        viol_rate = viol[:, interactive].mean(axis=1) if interactive.any() else np.zeros(b)
+        viol_rate = (viol * self._interactive).sum(axis=1) / max(1.0, float(self._interactive.sum()))
         hot = np.maximum(a.temp_die_c.reshape(b, n).max(axis=1) - THERMAL_LIMIT_C, 0.0)
         reward = -w.energy * cost / self.cost_scale - w.sla * viol_rate - THERMAL_PENALTY_PER_C * hot
         self.last = {
@@ -199,15 +205,13 @@ class DatacenterCore:
 
     def _fill_obs(self) -> None:
         cfg, a, b, n, r = self.cfg, self.arrays, self.b, self.n, self.n_racks
-        starts = np.arange(0, n, cfg.nodes_per_rack)
-        per = cfg.nodes_per_rack
-        util = np.add.reduceat(a.util.reshape(b, n), starts, axis=1) / per
-        power = np.add.reduceat(a.power_w.reshape(b, n), starts, axis=1) / self.rack_busy_w
-        temp = np.maximum.reduceat(a.temp_die_c.reshape(b, n), starts, axis=1)
-        sla = a.sla_ms.reshape(b, n)
-        slack = np.clip(1.0 - a.latency_ms.reshape(b, n) / sla, -1.0, 1.0) * (~self.is_batch)
-        n_inter = np.maximum(np.add.reduceat((~self.is_batch).astype(float), starts), 1.0)
-        slack_rack = np.add.reduceat(slack, starts, axis=1) / n_inter
+        shape = (b, r, cfg.nodes_per_rack)
+        util = a.util.reshape(shape).mean(axis=2)
+        power = a.power_w.reshape(shape).sum(axis=2) / self.rack_busy_w
+        temp = a.temp_die_c.reshape(shape).max(axis=2)
+        slack = np.clip(1.0 - a.latency_ms / a.sla_ms, -1.0, 1.0).reshape(b, n)
+        slack *= self._interactive
+        slack_rack = slack.reshape(shape).sum(axis=2) / self._n_interactive_rack
         rack_obs = np.stack([util, np.minimum(power, 1.5), np.clip(temp, 0, 150),
                              self.ceiling / max(1, self.n_pstates - 1), slack_rack], axis=2)
         self.obs[:, : r * len(RACK_FIELDS)] = rack_obs.reshape(b, -1)

@@ -12,6 +12,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from powerrl._core._reference import ReferenceDVFSStepper
 from powerrl._core.sim import DVFS_FIELDS, DVFS_INFO, DVFSStepper
 from powerrl.envs import sources
+from powerrl.envs.arrivals import ArrivalChunks
 from powerrl.envs.config import NodeDVFSConfig, make_config
 from powerrl.envs.fleet import build_fleet
 
@@ -34,11 +35,6 @@ GLOBAL_FIELDS: tuple[tuple[str, str, float, float], ...] = (
 )
 #: Telemetry written by the fused stepper per copy (order of ``node_dvfs_env.h``).
 INFO_FIELDS = ("energy_j", "power_w", "sla_violation", "sla_violation_rate", "latency_ms", "temp_die_c", "work_done")
-#: Entries per exogenous chunk buffer (float64): 512 Ki entries = 4 MiB.
-CHUNK_ENTRIES = 1 << 19
-# How strongly the trace's memory-boundedness proxy moves a class's memory-boundedness around its
-# class value (the proxy is normalised to [0, 1] with mean ~0.5; +-0.15 keeps classes distinct).
-MEM_PROXY_GAIN = 0.3
 MAX_BACKLOG_S = 10.0
 if len(DOMAIN_FIELDS) != DVFS_FIELDS or len(INFO_FIELDS) != DVFS_INFO:
     raise ImportError("powerrl.envs.node_dvfs and powerrl/_core/node_dvfs_env.h disagree on the layout; rebuild")
@@ -49,8 +45,8 @@ class NodeDVFSCore:
 
     Holds the kernel buffers, the per-copy clocks and the arrival process; the single env and the
     vector env are thin views over it. Demand and memory-boundedness do not depend on actions, so
-    they are drawn ahead in chunks of ``chunk_len`` steps per copy (one NumPy call per chunk) and
-    a step is a single call of the fused C stepper (``powerrl/_core/node_dvfs_env.h``). All
+    they are drawn ahead in chunks (:class:`powerrl.envs.arrivals.ArrivalChunks`) and a step is a
+    single call of the fused C stepper (``powerrl/_core/node_dvfs_env.h``). All
     randomness comes from the ``np.random.Generator`` passed to :meth:`reset_copies` and
     :meth:`step`, so a seed fixes the episode whatever the actions.
 
@@ -79,12 +75,9 @@ class NodeDVFSCore:
         self.steps_per_episode = max(1, int(round(cfg.episode_s / cfg.dt_s)))
         self.service_s = self.arrays.service_ms.reshape(n_copies, k) / 1000.0
         self.busy_w_server = float(self.arrays.busy_w[0] * k)
-        self.load_scale = np.ones(n_copies)
-        # Chunk length: bounded memory (~4 MB per chunk buffer), never longer than an episode.
-        self.chunk_len = int(np.clip(CHUNK_ENTRIES // (n_copies * k), 16, self.steps_per_episode + 1))
-        self.chunk_demand = np.zeros((self.chunk_len, n_copies, k))
-        self.chunk_mem = np.zeros((self.chunk_len, n_copies, k))
-        self.pos = np.zeros(n_copies, dtype=np.int64)
+        self.load_scale = np.ones((n_copies, k))
+        self.chunks = ArrivalChunks(self.trace, self.service_s, self.mem_base, cfg.dt_s, self.steps_per_episode,
+                                    shared=shared_arrivals)
         self.start_s = np.zeros(n_copies)
         self.step_count = np.zeros(n_copies, dtype=np.int64)
         self.actions = np.zeros((n_copies, k), dtype=np.int64)
@@ -94,11 +87,10 @@ class NodeDVFSCore:
         w = cfg.reward
         stepper_cls = DVFSStepper if backend == "c" else ReferenceDVFSStepper
         self.stepper = stepper_cls(
-            kernel, n_copies, k, self.chunk_len, cfg.dt_s, self.busy_w_server, w.energy, w.sla,
+            kernel, n_copies, k, self.chunks.chunk_len, cfg.dt_s, self.busy_w_server, w.energy, w.sla,
             DOMAIN_FIELDS[1][3], DOMAIN_FIELDS[5][3], DOMAIN_FIELDS[7][3], DOMAIN_FIELDS[4][3],
-            self.actions, self.chunk_demand, self.chunk_mem, self.pos, self.start_s, self.step_count,
+            self.actions, self.chunks.demand, self.chunks.mem, self.chunks.pos, self.start_s, self.step_count,
             self.obs, self.reward, self.info_buf)
-        self._steps_left = 0
 
     # -- episode management -------------------------------------------------------------------
     def reset_copies(self, which: np.ndarray, rng: np.random.Generator, start_s: float | None = None) -> None:
@@ -122,38 +114,20 @@ class NodeDVFSCore:
         self.step_count[idx] = 0
         # Per-episode server heterogeneity around the datacentre average (lognormal, sigma 0.15).
         scale = self.cfg.load_scale * rng.lognormal(0.0, 0.15, idx.size)
-        self.load_scale[idx] = scale[0] if self.shared_arrivals else scale
+        self.load_scale[idx] = (scale[0] if self.shared_arrivals else scale)[..., None]
         units = (idx[:, None] * self.k + np.arange(self.k)[None, :]).ravel()
         self.arrays.reset_units(units, self.cfg.inlet_c)
-        self._refill(idx, rng)
+        self.chunks.refill(idx, self.start_s, self.step_count, self.load_scale, rng)
         self.stepper.observe()
-
-    def _refill(self, idx: np.ndarray, rng: np.random.Generator) -> None:
-        """Draw the next ``chunk_len`` steps of demand and memory-boundedness for copies ``idx``."""
-        cfg = self.cfg
-        src = idx[:1] if self.shared_arrivals else idx
-        steps = self.step_count[src][None, :] + np.arange(self.chunk_len)[:, None]      # [L, c]
-        t_s = self.start_s[src][None, :] + steps * cfg.dt_s
-        rows = self.trace.rows_at(t_s)
-        util = self.trace.util[rows] * self.load_scale[src][None, :]
-        service_s = self.service_s[src][None, :, :]
-        # Poisson request arrivals within each step at the trace's rate (requests of service_s each).
-        lam = util[:, :, None] * cfg.dt_s / service_s
-        demand = rng.poisson(lam) * service_s / cfg.dt_s
-        mem = np.clip(self.mem_base[src][None, :, :]
-                      + MEM_PROXY_GAIN * (self.trace.mem_proxy[rows] - 0.5)[:, :, None], 0.0, 1.0)
-        self.chunk_demand[:, idx, :] = demand
-        self.chunk_mem[:, idx, :] = mem
-        self.pos[idx] = 0
-        self._steps_left = int(self.chunk_len - self.pos.max())
 
     # -- stepping -------------------------------------------------------------------------------
     def step(self, rng: np.random.Generator) -> np.ndarray:
         """Advance every copy one step with the P-states in :attr:`actions`; returns the rewards."""
-        if self._steps_left <= 0:
-            self._refill(np.flatnonzero(self.pos >= self.chunk_len), rng)
-        self.stepper.step()
-        self._steps_left -= 1
+        chunks = self.chunks
+        if chunks.steps_left <= 0:
+            chunks.refill(chunks.due(), self.start_s, self.step_count, self.load_scale, rng)
+        self.stepper.step()  # advances chunks.pos in C
+        chunks.steps_left -= 1
         return self.reward
 
     def truncated(self) -> np.ndarray:

@@ -152,6 +152,6 @@ def site_series(trace_spec: workload_mod.TraceSpec | None = None, carbon_spec: C
 DATACENTER_COOLING = cooling_mod.CoolingSpec(economiser=True)
 
 
-def facility_power(it_w: np.ndarray, supply_c: np.ndarray, ambient_c: np.ndarray) -> cooling_mod.FacilityPower:
-    """IT, cooling and overhead power and PUE of :data:`DATACENTER_COOLING` (W, vectorised)."""
-    return cooling_mod.facility_power(it_w, DATACENTER_COOLING, supply_c, ambient_c)
+def cooling_power_w(it_w: np.ndarray, supply_c: np.ndarray, ambient_c: np.ndarray) -> np.ndarray:
+    """Cooling plant power of :data:`DATACENTER_COOLING` removing ``it_w`` of heat (W, vectorised)."""
+    return cooling_mod.cooling_power_w(it_w, DATACENTER_COOLING, supply_c, ambient_c)

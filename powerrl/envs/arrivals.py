@@ -1,0 +1,88 @@
+"""Exogenous inputs of the envs, drawn ahead in chunks: request arrivals and memory-boundedness.
+
+Arrivals follow the trace and never depend on actions, so each env draws them for ``chunk_len``
+future steps of every copy in one vectorised NumPy call and then only indexes the chunk. A seed
+therefore fixes an episode's work whatever the controller does, which is what a fair comparison
+of controllers needs.
+
+Model: in each step of ``dt_s`` seconds, a unit running a class with mean service time
+``service_s`` receives ``Poisson(u * scale * dt_s / service_s)`` requests, where ``u`` is the
+trace's utilisation in the row covering the step and ``scale`` the unit's load scale (node
+heterogeneity); its demand is those requests' work per second, in node-seconds at f_max.
+Memory-boundedness is the class value moved by the trace's CPI-based proxy (``mem_gain``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from powerrl.envs.sources import TraceArrays
+
+#: Entries per chunk buffer (float64): 512 Ki entries = 4 MiB.
+CHUNK_ENTRIES = 1 << 19
+#: How strongly the trace's memory-boundedness proxy moves a class's memory-boundedness around its
+#: class value (the proxy is normalised to [0, 1] with mean ~0.5; +-0.15 keeps classes distinct).
+MEM_PROXY_GAIN = 0.3
+
+
+class ArrivalChunks:
+    """Chunked demand ``[chunk_len, n_copies, n_units]`` and memory-boundedness of the same shape.
+
+    Args:
+        trace: the trace the arrivals follow.
+        service_s: mean service time per unit, ``[n_copies, n_units]`` s.
+        mem_base: class memory-boundedness per unit, ``[n_copies, n_units]``.
+        dt_s: step length, s.
+        steps_per_episode: caps the chunk length (no point drawing past an episode).
+        shared: common random numbers: every copy gets copy ``idx[0]``'s draws on refill (copies
+            must then be reset together).
+    """
+
+    def __init__(self, trace: TraceArrays, service_s: np.ndarray, mem_base: np.ndarray, dt_s: float,
+                 steps_per_episode: int, shared: bool = False) -> None:
+        self.trace = trace
+        self.service_s = np.asarray(service_s, dtype=np.float64)
+        self.mem_base = np.asarray(mem_base, dtype=np.float64)
+        b, n = self.service_s.shape
+        self.dt_s = dt_s
+        self.shared = shared
+        self.chunk_len = int(np.clip(CHUNK_ENTRIES // (b * n), 16, steps_per_episode + 1))
+        self.demand = np.zeros((self.chunk_len, b, n))
+        self.mem = np.zeros((self.chunk_len, b, n))
+        self.pos = np.zeros(b, dtype=np.int64)
+        self.copies = np.arange(b)
+        self.steps_left = 0
+
+    def refill(self, idx: np.ndarray, start_s: np.ndarray, step_count: np.ndarray, load_scale: np.ndarray,
+               rng: np.random.Generator) -> None:
+        """Draw the next ``chunk_len`` steps for copies ``idx`` from their clocks.
+
+        Args:
+            idx: copies to refill.
+            start_s, step_count: per-copy clock (trace time of step ``j`` is ``start_s + j * dt_s``).
+            load_scale: per-copy, per-unit load multiplier ``[n_copies, n_units]``.
+            rng: the env's generator.
+        """
+        src = idx[:1] if self.shared else idx
+        steps = step_count[src][None, :] + np.arange(self.chunk_len)[:, None]          # [L, c]
+        rows = self.trace.rows_at(start_s[src][None, :] + steps * self.dt_s)
+        util = self.trace.util[rows][:, :, None] * load_scale[src][None, :, :]            # [L, c, n]
+        service_s = self.service_s[src][None, :, :]
+        self.demand[:, idx, :] = rng.poisson(util * self.dt_s / service_s) * service_s / self.dt_s
+        self.mem[:, idx, :] = np.clip(
+            self.mem_base[src][None, :, :] + MEM_PROXY_GAIN * (self.trace.mem_proxy[rows] - 0.5)[:, :, None],
+            0.0, 1.0)
+        self.pos[idx] = 0
+        self.steps_left = int(self.chunk_len - self.pos.max())
+
+    def due(self) -> np.ndarray:
+        """Copies whose chunk is used up (refill them before the next step)."""
+        return np.flatnonzero(self.pos >= self.chunk_len)
+
+    def take(self) -> tuple[np.ndarray, np.ndarray]:
+        """This step's demand and memory-boundedness ``[n_copies, n_units]``; advances every copy."""
+        d = self.demand[self.pos, self.copies]
+        m = self.mem[self.pos, self.copies]
+        self.pos += 1
+        self.steps_left -= 1
+        return d, m
