@@ -59,7 +59,8 @@ class ArrivalChunks:
 
         Args:
             idx: copies to refill.
-            start_s, step_count: per-copy clock (trace time of step ``j`` is ``start_s + j * dt_s``).
+            start_s: per-copy episode start, s since trace row 0.
+            step_count: per-copy steps taken (trace time of step ``j`` is ``start_s + j * dt_s``).
             load_scale: per-copy, per-unit load multiplier ``[n_copies, n_units]``.
             rng: the env's generator.
         """
@@ -80,7 +81,7 @@ class ArrivalChunks:
         return np.flatnonzero(self.pos >= self.chunk_len)
 
     def take(self) -> tuple[np.ndarray, np.ndarray]:
-        """This step's demand and memory-boundedness ``[n_copies, n_units]``; advances every copy."""
+        """Demand and memory-boundedness of the current step, ``[n_copies, n_units]``; advances every copy."""
         d = self.demand[self.pos, self.copies]
         m = self.mem[self.pos, self.copies]
         self.pos += 1
