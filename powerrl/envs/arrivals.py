@@ -5,10 +5,10 @@ future steps of every copy in one vectorised NumPy call and then only indexes th
 therefore fixes an episode's work whatever the controller does, which is what a fair comparison
 of controllers needs.
 
-Model: in each step of ``dt_s`` seconds, a unit running a class with mean service time
-``service_s`` receives ``Poisson(u * scale * dt_s / service_s)`` requests, where ``u`` is the
-trace's utilisation in the row covering the step and ``scale`` the unit's load scale (node
-heterogeneity); its demand is those requests' work per second, in node-seconds at f_max.
+Model: the expected load of a unit in a step is ``u * scale``, with ``u`` the trace's utilisation
+in the row covering the step and ``scale`` the unit's load scale (node heterogeneity); the
+offered load is drawn by :func:`powerrl.model.workload.sample_offered_load` (Poisson requests
+of exponential work with the class's mean service time).
 Memory-boundedness is the class value moved by the trace's CPI-based proxy (``mem_gain``).
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from powerrl.envs.sources import TraceArrays
+from powerrl.model.workload import sample_offered_load
 
 #: Entries per chunk buffer (float64): 512 Ki entries = 4 MiB.
 CHUNK_ENTRIES = 1 << 19
@@ -69,7 +70,7 @@ class ArrivalChunks:
         rows = self.trace.rows_at(start_s[src][None, :] + steps * self.dt_s)
         util = self.trace.util[rows][:, :, None] * load_scale[src][None, :, :]            # [L, c, n]
         service_s = self.service_s[src][None, :, :]
-        self.demand[:, idx, :] = rng.poisson(util * self.dt_s / service_s) * service_s / self.dt_s
+        self.demand[:, idx, :] = sample_offered_load(util, service_s, self.dt_s, rng)
         self.mem[:, idx, :] = np.clip(
             self.mem_base[src][None, :, :] + MEM_PROXY_GAIN * (self.trace.mem_proxy[rows] - 0.5)[:, :, None],
             0.0, 1.0)

@@ -27,7 +27,6 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from scipy.special import ndtri
 
 from powerrl.config import spec
 from powerrl.errors import ConfigError, DataFileError
@@ -45,14 +44,39 @@ NEUTRAL_MEM_PROXY = 0.5  # used when a trace has no CPI column: the middle of th
 # clip at 0 acts with probability < 0.1 %) and the true skewness 2.12/sqrt(20) = 0.47 is the error
 # of the normal shape; below it the exact draw costs ~5x more time per element.
 NORMAL_APPROX_MIN_COUNT = 20.0
-_Z_TABLE_BITS = 16
 
 
-@lru_cache(maxsize=1)
-def _normal_table() -> np.ndarray:
-    """Standard-normal quantiles at the midpoints of 2**16 equal-probability bins (|z| <= 4.17)."""
-    n = 1 << _Z_TABLE_BITS
-    return ndtri((np.arange(n, dtype=np.float64) + 0.5) / n).astype(np.float32)
+def sample_offered_load(mean_load: np.ndarray, service_s: float | np.ndarray, dt_s: float,
+                        rng: np.random.Generator) -> np.ndarray:
+    """Offered load of one step per element: the work of Poisson request arrivals, per second.
+
+    Requests arrive as a Poisson process of rate ``mean_load / service_s`` and each carries
+    exponentially distributed work of mean ``service_s`` (node-seconds at f_max; M/M/1 service,
+    consistent with the latency model in docs/model.md). The offered load is the work that arrived
+    in the step divided by ``dt_s``: its mean is ``mean_load`` and its variance
+    ``2 * mean_load * service_s / dt_s``. Below ``NORMAL_APPROX_MIN_COUNT`` expected requests the
+    count and the work are drawn exactly (Poisson, then a gamma sum of exponentials); above, from
+    the normal approximation (CLT), clipped at 0.
+
+    Args:
+        mean_load: expected offered load (fraction of one node at f_max), >= 0, any shape.
+        service_s: mean work per request, s (broadcast against ``mean_load``).
+        dt_s: step length, s.
+        rng: generator to draw from.
+    """
+    mean = np.asarray(mean_load, dtype=np.float64)
+    svc = np.broadcast_to(np.asarray(service_s, dtype=np.float64), mean.shape)
+    counts = mean * dt_s / svc
+    exact = counts < NORMAL_APPROX_MIN_COUNT
+    n_exact = int(np.count_nonzero(exact))
+    if n_exact == exact.size:  # every element small: skip the normal draws
+        return rng.gamma(rng.poisson(counts).astype(np.float64), svc) / dt_s
+    out = mean + rng.standard_normal(mean.shape) * np.sqrt(2.0 * mean * svc / dt_s)
+    np.maximum(out, 0.0, out=out)
+    if n_exact:
+        n_req = rng.poisson(counts[exact])
+        out[exact] = rng.gamma(n_req.astype(np.float64), svc[exact]) / dt_s
+    return out
 
 
 @dataclass(frozen=True)
@@ -317,35 +341,10 @@ class Trace:
                               len(rows) - 1)
         u_step = rows[step_row]
         out = np.empty((steps, n_nodes), dtype=dtype)
-        table = _normal_table()
-        counts_per_load = dt_s / service_s  # mean request count per step at offered load 1
-        h32 = h.astype(np.float32)
-        sqrt_h = np.sqrt(h).astype(np.float32)
-        u32 = u_step.astype(np.float32)
-        sd_u = np.sqrt(u_step * (2.0 * service_s / dt_s)).astype(np.float32)
-        min_count = u_step * float(h.min()) * counts_per_load
-        # Small chunks of preallocated float32 buffers stay in cache and avoid page faults of fresh
-        # temporaries, which otherwise dominate the run time.
-        chunk = max(1, 65_536 // n_nodes)
-        mean = np.empty((chunk, n_nodes), dtype=np.float32)
-        load = np.empty((chunk, n_nodes), dtype=np.float32)
-        z = np.empty((chunk, n_nodes), dtype=np.float32)
+        chunk = max(1, 65_536 // n_nodes)  # bounded temporaries
         for a in range(0, steps, chunk):
             b = min(steps, a + chunk)
-            k = b - a
-            m, ld, zz = mean[:k], load[:k], z[:k]
-            np.multiply(u32[a:b, None], h32[None, :], out=m)
-            idx = arrival_rng.integers(0, 1 << _Z_TABLE_BITS, size=(k, n_nodes), dtype=np.uint16)
-            np.take(table, idx, out=zz)
-            np.multiply(zz, sd_u[a:b, None], out=ld)
-            np.multiply(ld, sqrt_h[None, :], out=ld)
-            np.add(ld, m, out=ld)
-            np.maximum(ld, 0.0, out=ld)
-            if min_count[a:b].min() < NORMAL_APPROX_MIN_COUNT:
-                exact = m * counts_per_load < NORMAL_APPROX_MIN_COUNT
-                count = arrival_rng.poisson(m[exact].astype(np.float64) * counts_per_load)
-                ld[exact] = arrival_rng.gamma(count.astype(np.float64), service_s) / dt_s
-            out[a:b] = ld
+            out[a:b] = sample_offered_load(u_step[a:b, None] * h[None, :], service_s, dt_s, arrival_rng)
         return out
 
 
