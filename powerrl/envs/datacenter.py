@@ -7,12 +7,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from gymnasium.vector import AutoresetMode, VectorEnv
 
 from powerrl.envs import sources
 from powerrl.envs.arrivals import ArrivalChunks
 from powerrl.envs.config import DatacenterConfig, make_config
 from powerrl.envs.fleet import build_fleet
+from powerrl.envs.vector import BatchedVectorEnv
 
 ENV_ID = "powerrl/Datacenter-v0"
 
@@ -324,36 +324,13 @@ class DatacenterEnv(gym.Env[np.ndarray, np.ndarray]):
         return self.core.obs[0].copy(), float(reward[0]), False, bool(self.core.truncated()[0]), info
 
 
-class DatacenterVectorEnv(VectorEnv):
-    """``num_envs`` datacenters stepped in one C call, same-step autoreset (see NodeDVFSVectorEnv)."""
-
-    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+class DatacenterVectorEnv(BatchedVectorEnv):
+    """``num_envs`` datacenters stepped in one C call (same-step autoreset)."""
 
     def __init__(self, num_envs: int = 1, config: DatacenterConfig | None = None, **overrides: Any) -> None:
         self.cfg = config if config is not None else make_config(ENV_ID, overrides)
-        self.num_envs = num_envs
-        self.core = DatacenterCore(self.cfg, num_envs)
-        self.single_action_space, self.single_observation_space = _spaces(self.cfg)
-        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
-        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+        super().__init__(num_envs, DatacenterCore(self.cfg, num_envs), *_spaces(self.cfg))
 
-    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
-              ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Reset every copy."""
-        if isinstance(seed, list):
-            seed = seed[0]
-        self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
-        self.core.reset_copies(np.ones(self.num_envs, dtype=bool), self.np_random, (options or {}).get("start_s"))
-        return self.core.obs.copy(), {}
-
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """Step every copy; finished copies are reset in the same call."""
-        core = self.core
-        reward, tel = core.step(actions, self.np_random)
-        infos: dict[str, Any] = {k: v.copy() for k, v in tel.items()}
-        truncated = core.truncated()
-        if truncated.any():
-            infos["final_obs"] = np.where(truncated[:, None], core.obs, 0.0).astype(np.float32)
-            infos["_final_obs"] = truncated.copy()
-            core.reset_copies(truncated, self.np_random)
-        return core.obs.copy(), reward, np.zeros(self.num_envs, dtype=bool), truncated, infos
+    def _advance(self, actions: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        reward, tel = self.core.step(actions, self.np_random)
+        return reward, {k: v.copy() for k, v in tel.items()}

@@ -7,7 +7,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from gymnasium.vector import AutoresetMode, VectorEnv
 
 from powerrl._core._reference import ReferenceDVFSStepper
 from powerrl._core.sim import DVFS_FIELDS, DVFS_INFO, DVFSStepper
@@ -15,6 +14,7 @@ from powerrl.envs import sources
 from powerrl.envs.arrivals import ArrivalChunks
 from powerrl.envs.config import NodeDVFSConfig, make_config
 from powerrl.envs.fleet import build_fleet
+from powerrl.envs.vector import BatchedVectorEnv
 
 ENV_ID = "powerrl/NodeDVFS-v0"
 
@@ -235,45 +235,23 @@ class NodeDVFSEnv(gym.Env[np.ndarray, np.ndarray]):
                 core.info(0))
 
 
-class NodeDVFSVectorEnv(VectorEnv):
+class NodeDVFSVectorEnv(BatchedVectorEnv):
     """``num_envs`` copies of :class:`NodeDVFSEnv` stepped in one C call (same-step autoreset).
 
-    When a copy's episode ends, it is reset within the same ``step``: the returned observation is
-    the new episode's first, and ``infos["final_obs"]`` / ``infos["_final_obs"]`` hold the last
-    observation of the finished episode (Gymnasium's ``AutoresetMode.SAME_STEP``).
+    ``shared_arrivals=True`` gives every copy the same arrivals (common random numbers), for
+    comparing controllers copy against copy on identical work.
     """
-
-    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
 
     def __init__(self, num_envs: int = 1, config: NodeDVFSConfig | None = None, shared_arrivals: bool = False,
                  **overrides: Any) -> None:
         self.cfg = config if config is not None else make_config(ENV_ID, overrides)
-        self.num_envs = num_envs
-        self.core = NodeDVFSCore(self.cfg, num_envs, shared_arrivals=shared_arrivals)
-        self.single_action_space, self.single_observation_space = _spaces(self.cfg, self.core.n_pstates)
-        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
-        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
-        self._terminated = np.zeros(num_envs, dtype=bool)
+        core = NodeDVFSCore(self.cfg, num_envs, shared_arrivals=shared_arrivals)
+        super().__init__(num_envs, core, *_spaces(self.cfg, core.n_pstates))
 
-    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
-              ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Reset every copy."""
-        if isinstance(seed, list):
-            seed = seed[0]
-        self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
-        self.core.reset_copies(np.ones(self.num_envs, dtype=bool), self.np_random, (options or {}).get("start_s"))
-        return self.core.obs.copy(), {}
-
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """Step every copy; copies whose episode ended are reset in the same call."""
+    def _advance(self, actions: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         core = self.core
         core.actions[:] = np.asarray(actions).reshape(self.num_envs, core.k)
         reward = core.step(self.np_random).copy()
-        truncated = core.truncated()
         infos: dict[str, Any] = {name: core.info_buf[:, j].copy() for j, name in enumerate(INFO_FIELDS)}
         infos["sla_violation"] = infos["sla_violation"] > 0.0
-        if truncated.any():
-            infos["final_obs"] = np.where(truncated[:, None], self.core.obs, 0.0).astype(np.float32)
-            infos["_final_obs"] = truncated.copy()
-            self.core.reset_copies(truncated, self.np_random)
-        return (self.core.obs.copy(), reward.astype(np.float64), self._terminated.copy(), truncated, infos)
+        return reward, infos

@@ -1,0 +1,65 @@
+"""The shared shape of powerrl's batched vector envs: one core stepping every copy in one C call.
+
+A core holds ``n_copies`` copies of an env and provides ``reset_copies(which, rng, start_s)``,
+``truncated()`` and an ``obs`` buffer ``[n_copies, obs_dim]``; a subclass only says how a batch
+of actions advances it (:meth:`BatchedVectorEnv._advance`).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+
+class BatchedVectorEnv(VectorEnv):
+    """``num_envs`` copies stepped together, with Gymnasium's same-step autoreset.
+
+    When a copy's episode ends it is reset within the same ``step``: the returned observation is
+    the new episode's first, and ``infos["final_obs"]`` (``[num_envs, obs_dim]``, zeros where not
+    final) with the mask ``infos["_final_obs"]`` hold the finished episode's last observation.
+    ``reset(options={"start_s": t})`` starts every copy at trace time ``t`` (s since row 0).
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+
+    def __init__(self, num_envs: int, core: Any, single_action_space: spaces.Space,
+                 single_observation_space: spaces.Space) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.num_envs = num_envs
+        self.core = core
+        self.single_action_space = single_action_space
+        self.single_observation_space = single_observation_space
+        self.action_space = gym.vector.utils.batch_space(single_action_space, num_envs)
+        self.observation_space = gym.vector.utils.batch_space(single_observation_space, num_envs)
+        self._all = np.ones(num_envs, dtype=bool)
+        self._never = np.zeros(num_envs, dtype=bool)
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset every copy (one generator for the batch; a list of seeds uses its first)."""
+        if isinstance(seed, list):
+            seed = seed[0]
+        self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
+        self.core.reset_copies(self._all, self.np_random, (options or {}).get("start_s"))
+        return self.core.obs.copy(), {}
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step every copy; copies whose episode ended are reset in the same call."""
+        core = self.core
+        reward, infos = self._advance(actions)
+        truncated = core.truncated()
+        if truncated.any():
+            infos["final_obs"] = np.where(truncated[:, None], core.obs, 0.0).astype(np.float32)
+            infos["_final_obs"] = truncated.copy()
+            core.reset_copies(truncated, self.np_random)
+        return core.obs.copy(), reward, self._never.copy(), truncated, infos
+
+    @abstractmethod
+    def _advance(self, actions: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        """Apply a batch of actions and advance the core; returns rewards and batched telemetry."""
