@@ -21,7 +21,11 @@ _ENTRY_POINTS = {
 
 
 def register_envs() -> None:
-    """Register every powerrl env with Gymnasium (idempotent; also the ``gymnasium.envs`` entry point)."""
+    """Register every powerrl env with Gymnasium (idempotent; runs on ``import powerrl``).
+
+    Gymnasium 1.x has no plugin discovery, so a fresh process either imports powerrl first or uses
+    the module prefix: ``gym.make("powerrl:powerrl/NodeDVFS-v0")``.
+    """
     for env_id, (entry, vector_entry) in _ENTRY_POINTS.items():
         if env_id in gym.registry:
             continue

@@ -97,3 +97,14 @@ def test_vector_copy_matches_single_env_statistics(env_id: str) -> None:
         o2, r2, *_ = venv.step(np.asarray(action)[None])
         np.testing.assert_allclose(o1, o2[0], rtol=1e-6)
         assert r1 == pytest.approx(float(r2[0]))
+
+
+def test_gym_make_with_module_prefix_in_a_fresh_process() -> None:
+    import subprocess
+    import sys
+
+    code = ("import gymnasium as gym; e = gym.make('powerrl:powerrl/NodeDVFS-v0'); "
+            "o, _ = e.reset(seed=0); print(e.spec.id, o.shape)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "powerrl/NodeDVFS-v0" in out.stdout
