@@ -9,7 +9,7 @@ PIP        := $(PY) -m pip
 STAMP      := $(VENV)/.powerrl-installed
 DEMO_OUT   ?= out/demo
 
-.PHONY: install build demo test test-all bench lint docs clean
+.PHONY: install build demo test test-all test-debug bench lint docs clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
@@ -36,6 +36,13 @@ test: build
 
 test-all: build
 	$(PY) -m pytest -q -m ""
+
+# The native-core tests against a bounds-checked build (-O0 -g, Cython boundscheck/wraparound), then
+# the optimised build again.
+test-debug: $(STAMP)
+	POWERRL_DEBUG=1 $(PY) setup.py --quiet build_ext --inplace --force
+	$(PY) -m pytest -q tests/_core tests/c tests/envs tests/hw
+	$(PY) setup.py --quiet build_ext --inplace --force
 
 bench: build
 	$(PY) benchmarks/run_all.py
