@@ -22,9 +22,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "powerrl.model.cli",
     "powerrl.envs.cli",
     "powerrl.hw.cli",
-    "powerrl.eval.cli",
-    "powerrl.agents.cli",
-    "powerrl.runtime.cli",
 )
 
 
@@ -41,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("powerrl"):
-                continue  # that part of powerrl is not built yet
+            if exc.name and (exc.name == "powerrl" or exc.name.startswith("powerrl.")):
+                raise  # a broken powerrl module must not silently hide its commands
             continue  # an optional dependency (e.g. torch) is missing: its commands are unavailable
         module.register(subparsers)
     return parser

@@ -410,10 +410,17 @@ class FakeDriver:
 
 
 def _raw_write(path: Path, text: str) -> None:
-    """Write a file of the fake tree as the kernel would (bypassing permission bits)."""
-    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    """Write a file of the fake tree as the kernel would (bypassing permission bits).
+
+    The new text is written over the old one and the file then cut to its length, so a concurrent
+    reader (the sampler of another process) never sees an empty file, only, when the text got
+    shorter, briefly a stale tail, which it records as a failed read of that sensor.
+    """
+    data = (text + "\n").encode("ascii")
+    fd = os.open(path, os.O_WRONLY)
     try:
-        os.write(fd, (text + "\n").encode("ascii"))
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
     finally:
         os.close(fd)
 
@@ -546,6 +553,8 @@ class FakeKernel:
         for rel in order:
             cur = _raw_read(self.root / rel)
             old = self._snapshot[rel]
+            if not cur:
+                continue  # a writer truncated the file and has not written yet (sysfs stores are atomic)
             if cur != old:
                 try:
                     stored = self.driver.store(self.sysfs, rel, cur)
