@@ -13,6 +13,7 @@ from powerrl.envs.arrivals import ArrivalChunks
 from powerrl.envs.config import ClusterBudgetConfig, make_config
 from powerrl.envs.fleet import build_fleet
 from powerrl.envs.vector import BatchedVectorEnv
+from powerrl.model.workload import NODE_LOAD_LOG_SD
 
 ENV_ID = "powerrl/ClusterBudget-v0"
 
@@ -28,7 +29,8 @@ PRIORITY_MIX = (0.10, 0.30, 0.25, 0.20, 0.15)
 CLASS_CYCLE = ("interactive", "batch", "compute", "memory")
 #: Penalty per unit of (power over budget / budget): large enough that overshooting never pays.
 OVERSHOOT_PENALTY = 4.0
-#: Budget events (demand-response requests) last 5 to 20 minutes (s).
+#: Budget events last 5 to 20 minutes (s): a design choice (not calibrated) so that a 30-minute
+#: episode sees whole events; grid-operator demand-response calls can last longer.
 EVENT_MIN_S, EVENT_MAX_S = 300.0, 1200.0
 
 NODE_FIELDS: tuple[tuple[str, str, float, float], ...] = (
@@ -117,8 +119,7 @@ class ClusterBudgetCore:
         self.start_s[idx] = (rows * self.trace.interval_s if start_s is None
                              else self.trace.check_start_s(start_s, cfg.episode_s))
         self.step_count[idx] = 0
-        # Node heterogeneity around the datacentre average (lognormal, sigma 0.25).
-        self.scale[idx] = cfg.load_scale * rng.lognormal(0.0, 0.25, (idx.size, n))
+        self.scale[idx] = cfg.load_scale * rng.lognormal(0.0, NODE_LOAD_LOG_SD, (idx.size, n))
         self.chunks.refill(idx, self.start_s, self.step_count, self.scale, rng)
         self.event_until_s[idx] = -1.0
         units = (idx[:, None] * n + np.arange(n)[None, :]).ravel()
@@ -205,7 +206,7 @@ class ClusterBudgetEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ## Description
     ``n_nodes`` servers (racks of ``nodes_per_rack``, PDUs of ``racks_per_pdu`` racks) serve
-    the Google 2019 trace's load with per-node heterogeneity (lognormal, sigma 0.25). Each node has
+    the Google 2019 trace's load with per-node heterogeneity (lognormal, log-s.d. 0.25). Each node has
     a priority (Critical, Production, Development, Research, Background; fixed by node index) and a
     workload class (interactive, batch, compute, memory, cycled). The agent requests a power cap per
     node each step; the node runs at f_max under its cap like RAPL (lower P-states, then idle

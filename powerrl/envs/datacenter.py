@@ -13,6 +13,7 @@ from powerrl.envs.arrivals import ArrivalChunks
 from powerrl.envs.config import DatacenterConfig, make_config
 from powerrl.envs.fleet import build_fleet
 from powerrl.envs.vector import BatchedVectorEnv
+from powerrl.model.workload import NODE_LOAD_LOG_SD
 
 ENV_ID = "powerrl/Datacenter-v0"
 
@@ -112,7 +113,7 @@ class DatacenterCore:
         days = rng.integers(first_day, last_day + 1, size=idx.size)
         self.start_s[idx] = days * 86400.0 if start_s is None else self.trace.check_start_s(start_s, cfg.episode_s)
         self.step_count[idx] = 0
-        self.scale[idx] = cfg.load_scale * rng.lognormal(0.0, 0.25, (idx.size, n))
+        self.scale[idx] = cfg.load_scale * rng.lognormal(0.0, NODE_LOAD_LOG_SD, (idx.size, n))
         self.chunks.refill(idx, self.start_s, self.step_count, self.scale, rng)
         self.pool[idx] = 0.0
         self.supply_c[idx] = cfg.supply_min_c

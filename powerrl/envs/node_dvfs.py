@@ -15,6 +15,7 @@ from powerrl.envs.arrivals import ArrivalChunks
 from powerrl.envs.config import NodeDVFSConfig, make_config
 from powerrl.envs.fleet import build_fleet
 from powerrl.envs.vector import BatchedVectorEnv
+from powerrl.model.workload import NODE_LOAD_LOG_SD
 
 ENV_ID = "powerrl/NodeDVFS-v0"
 
@@ -112,8 +113,8 @@ class NodeDVFSCore:
         else:
             self.start_s[idx] = self.trace.check_start_s(start_s, self.cfg.episode_s)
         self.step_count[idx] = 0
-        # Per-episode server heterogeneity around the datacentre average (lognormal, sigma 0.15).
-        scale = self.cfg.load_scale * rng.lognormal(0.0, 0.15, idx.size)
+        # Per-episode server heterogeneity around the datacentre average.
+        scale = self.cfg.load_scale * rng.lognormal(0.0, NODE_LOAD_LOG_SD, idx.size)
         self.load_scale[idx] = (scale[0] if self.shared_arrivals else scale)[..., None]
         units = (idx[:, None] * self.k + np.arange(self.k)[None, :]).ravel()
         self.arrays.reset_units(units, self.cfg.inlet_c)
@@ -192,7 +193,7 @@ class NodeDVFSEnv(gym.Env[np.ndarray, np.ndarray]):
     ## Starting State
     A uniformly random time in the configured split (``train`` = trace days 1-21, ``heldout`` =
     days 22-28), all domains at f_max, empty queues, temperatures at the inlet temperature, and a
-    per-episode load scale (lognormal, sigma 0.15) for server heterogeneity.
+    per-episode load scale (lognormal, log-s.d. 0.25) for server heterogeneity.
 
     ## Episode End
     No termination; truncation after ``episode_s / dt_s`` steps.

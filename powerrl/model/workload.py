@@ -45,6 +45,12 @@ NEUTRAL_MEM_PROXY = 0.5  # used when a trace has no CPI column: the middle of th
 # of the normal shape; below it the exact draw costs ~5x more time per element.
 NORMAL_APPROX_MIN_COUNT = 20.0
 
+# Log-s.d. of per-node load around the datacentre average. The shipped trace is a datacentre-wide
+# mean, so it cannot give the spread across machines; Tirmazi et al. ("Borg: the Next Generation",
+# EuroSys 2020) show machine utilisations of the 2019 trace spread widely around the cell mean. We
+# assume a lognormal with log-s.d. 0.25 (about +-28 % for one s.d.): an assumption, not a fit.
+NODE_LOAD_LOG_SD = 0.25
+
 
 def sample_offered_load(mean_load: np.ndarray, service_s: float | np.ndarray, dt_s: float,
                         rng: np.random.Generator) -> np.ndarray:
@@ -286,7 +292,7 @@ class Trace:
         return dt.datetime.fromtimestamp(self.day_start_utc_s(day), tz=tz).date()
 
     def demand_series(self, days: str | Sequence[int], dt_s: float, n_nodes: int, seed: int, *,
-                      workload_class: str = "interactive", node_sigma: float = 0.25,
+                      workload_class: str = "interactive", node_sigma: float = NODE_LOAD_LOG_SD,
                       dtype: Any = np.float32) -> np.ndarray:
         """Per-node offered load with seeded Poisson arrivals inside each trace interval.
 
