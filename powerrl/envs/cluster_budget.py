@@ -75,6 +75,7 @@ class ClusterBudgetCore:
         self.pdu = self.rack // cfg.racks_per_pdu
         self.n_pdus = int(self.pdu.max()) + 1
         self.busy_total_w = float(self.busy_w.sum())
+        self.pdu_onehot = np.eye(self.n_pdus)[self.pdu]  # [n, n_pdus]: node -> its PDU
         self.pdu_limit_w = cfg.pdu_limit_fraction * np.bincount(self.pdu, weights=self.busy_w, minlength=self.n_pdus)
         self.service_s = a.service_ms.reshape(n_copies, n) / 1000.0
         self.trace = sources.trace_arrays(cfg.trace)
@@ -161,12 +162,16 @@ class ClusterBudgetCore:
         served = a.served.reshape(b, n)
         total_w = power.sum(axis=1)
         overshoot_w = np.maximum(0.0, total_w - budget)
+        # Power groups: each PDU's load against its limit (sum over nodes of the PDU, per copy).
+        pdu_w = power @ self.pdu_onehot
+        pdu_over_w = np.maximum(0.0, pdu_w - self.pdu_limit_w).sum(axis=1)
         weighted_served = (self.weight * served).sum(axis=1)
         weighted_offered = (self.weight * offered * dt).sum(axis=1)
         work_term = np.where(weighted_offered > 0, weighted_served / np.maximum(weighted_offered, 1e-12), 1.0)
         viol_rate = a.sla_violation.reshape(b, n).mean(axis=1)
-        reward = work_term - cfg.sla_penalty * viol_rate - OVERSHOOT_PENALTY * overshoot_w / budget
+        reward = work_term - cfg.sla_penalty * viol_rate - OVERSHOOT_PENALTY * (overshoot_w + pdu_over_w) / budget
         tel = {"power_w": total_w, "budget_w": budget, "budget_overshoot_w": overshoot_w,
+               "pdu_overshoot_w": pdu_over_w,
                "energy_j": total_w * dt, "work_done": served.sum(axis=1),
                "priority_weighted_work": weighted_served, "sla_violation_rate": viol_rate}
         self._update_budget(np.arange(b), rng)
@@ -237,7 +242,8 @@ class ClusterBudgetEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ## Rewards
     ``sum(w * served) / sum(w * offered) - sla_penalty * (share of nodes violating their SLA)
-    - 4 * max(0, P_total - budget) / budget``, priority weights ``w`` = 16, 8, 4, 2, 1.
+    - 4 * (max(0, P_total - budget) + sum over PDUs of max(0, P_pdu - limit)) / budget``, priority
+    weights ``w`` = 16, 8, 4, 2, 1; each PDU's limit is ``pdu_limit_fraction`` of its nodes' busy power.
 
     ## Starting State
     A random time in the split, caps at busy power, empty queues, inlet temperature everywhere.
@@ -246,7 +252,8 @@ class ClusterBudgetEnv(gym.Env[np.ndarray, np.ndarray]):
     No termination; truncation after ``episode_s / dt_s`` steps.
 
     ## Info
-    ``power_w``, ``budget_w`` (in force during the step), ``budget_overshoot_w``, ``energy_j``,
+    ``power_w``, ``budget_w`` (in force during the step), ``budget_overshoot_w``, ``pdu_overshoot_w``
+    (summed over PDUs), ``energy_j``,
     ``work_done`` (node-seconds at f_max), ``priority_weighted_work``, ``sla_violation_rate``,
     ``caps_w``, ``pdu_power_w``, ``pdu_limit_w``, ``priority`` (arrays), ``time_s``.
 

@@ -67,8 +67,12 @@ def test_cluster_budget_full_caps_overshoot_and_low_caps_respect_budget() -> Non
                            load_scale=2.0)
     full = run_fixed(env, np.ones(16, dtype=np.float32), 60)
     assert max(i["budget_overshoot_w"] for i in full) > 0  # at load_scale 2, all-max caps overshoot
+    assert max(i["pdu_overshoot_w"] for i in full) > 0
+    for i in full:  # PDU overshoot is the excess of each PDU over its limit, summed
+        excess = np.maximum(i["pdu_power_w"] - i["pdu_limit_w"], 0.0).sum()
+        assert i["pdu_overshoot_w"] == pytest.approx(excess)
     low = run_fixed(env, -np.ones(16, dtype=np.float32), 60)
-    assert all(i["budget_overshoot_w"] == 0 for i in low)
+    assert all(i["budget_overshoot_w"] == 0 and i["pdu_overshoot_w"] == 0 for i in low)
     assert all(i["power_w"] <= i["budget_w"] for i in low)
     caps = low[-1]["caps_w"]
     np.testing.assert_allclose(caps, env.core.idle_w)
