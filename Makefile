@@ -1,7 +1,7 @@
 # powerrl — every target creates .venv and installs what it needs on a fresh machine.
 # TORCH_SPEC pins the CPU build of PyTorch so that pip never pulls a multi-GB CUDA build;
 # override it (e.g. `make test TORCH_SPEC='torch==2.5.1'`) where another build is available.
-PYTHON     ?= python3.11
+PYTHON     ?= $(shell command -v python3.11 || command -v python3)
 VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PY         := $(VENV)/bin/python
@@ -12,7 +12,8 @@ DEMO_OUT   ?= out/demo
 .PHONY: install build demo test test-all test-debug bench lint docs clean
 
 $(PY):
-	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
+	@test -n "$(PYTHON)" || { echo "error: no python3.11 or python3 on PATH; install Python >= 3.11 or pass PYTHON=/path/to/python"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "error: $(PYTHON) does not run or is older than Python 3.11; pass PYTHON=/path/to/python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
