@@ -146,3 +146,47 @@ def test_rejects_misshaped_buffers() -> None:
     a.demand = np.zeros(5)
     with pytest.raises(ValueError, match="demand"):
         NodeKernel(a)
+
+
+def test_kernel_power_and_speed_match_the_calibrated_model_functions() -> None:
+    """The C kernel and powerrl.model.power (what `powerrl calibrate` fits) are one model."""
+    from powerrl.model import power as pm
+
+    rng = np.random.default_rng(21)
+    a = random_arrays(rng, 400, 6)
+    a.cap_w[:] = np.inf  # no cap: the requested P-state runs
+    NodeKernel(a).step(0.1)
+    idx = np.arange(a.n_nodes)
+    q = a.pstate_applied
+    fr, vr = a.freq_ratio[idx, q], a.volt_ratio[idx, q]
+    expected = pm.node_power_w(a.util, fr, vr, a.mem_bound, a.idle_w, a.busy_w, a.shape_r, a.static_share,
+                               a.wake_share)
+    np.testing.assert_allclose(a.power_w, expected, rtol=1e-12)
+    saturated = a.util >= 1.0
+    np.testing.assert_allclose(a.served[saturated], 0.1 * pm.speed(fr, a.mem_bound)[saturated], rtol=1e-12)
+
+
+def test_shipped_epyc_profile_through_the_kernel_reproduces_measured_ratios() -> None:
+    """End to end: profile file -> fleet buffers -> C kernel at full load vs the EPYC 7502 measurement."""
+    import csv
+    from importlib.resources import files
+
+    from powerrl.envs.fleet import build_fleet
+    from powerrl.model.power import CLASS_MEM_BOUND
+
+    path = files("powerrl") / "data" / "pstates" / "epyc7502_2s_power_vs_freq_threads_summary.csv"
+    with path.open(encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["active_hw_threads"] == "128" and r["cstate_setting"] == "C2_enabled"]
+    measured = {(r["kernel"], int(r["freq_mhz"])): float(r["ac_power_w_mean"]) for r in rows}
+    a, kernel, _ = build_fleet("epyc7502", 6, 1, ["compute"] * 6, 1.0, 25.0)
+    freqs = list(np.rint(a.freq_ratio[0] * 2500).astype(int))
+    cases = [(k, f) for k in ("compute", "memory_copy") for f in (1500, 2200, 2500)]
+    for i, (k, f) in enumerate(cases):
+        a.pstate[i] = freqs.index(f)
+        a.mem_bound[i] = CLASS_MEM_BOUND["compute" if k == "compute" else "memory"]
+    a.demand[:] = 10.0  # saturate: full load
+    kernel.step(1.0)
+    for i, (k, f) in enumerate(cases):
+        j = cases.index((k, 2500))
+        model_ratio = a.power_w[i] / a.power_w[j]
+        assert model_ratio == pytest.approx(measured[(k, f)] / measured[(k, 2500)], rel=0.05), (k, f)
