@@ -176,7 +176,8 @@ def test_shipped_epyc_profile_through_the_kernel_reproduces_measured_ratios() ->
 
     path = files("powerrl") / "data" / "pstates" / "epyc7502_2s_power_vs_freq_threads_summary.csv"
     with path.open(encoding="utf-8") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["active_hw_threads"] == "128" and r["cstate_setting"] == "C2_enabled"]
+        rows = [r for r in csv.DictReader(fh)
+                if r["active_hw_threads"] == "128" and r["cstate_setting"] == "C2_enabled"]
     measured = {(r["kernel"], int(r["freq_mhz"])): float(r["ac_power_w_mean"]) for r in rows}
     a, kernel, _ = build_fleet("epyc7502", 6, 1, ["compute"] * 6, 1.0, 25.0)
     freqs = list(np.rint(a.freq_ratio[0] * 2500).astype(int))
