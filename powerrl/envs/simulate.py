@@ -42,14 +42,22 @@ def check_day(cfg: NodeDVFSConfig, day: int) -> None:
         raise ConfigError("--day", day, f"a day of the trace, 1-{n_days} (days {held}-{n_days} are held out)")
 
 
-def simulate_fixed_pstates(cfg: NodeDVFSConfig, day: int, seed: int = 0, progress: bool = True
+def simulate_fixed_pstates(cfg: NodeDVFSConfig, day: int, seed: int = 0, progress: bool | None = None
                            ) -> list[FixedPStateResult]:
     """Simulate trace ``day`` (1-based) once per P-state; returns one result per P-state.
+
+    Args:
+        cfg: NodeDVFS config (profile, domains, class, dt_s; ``episode_s`` is one day).
+        day: 1-based trace day.
+        seed: seed of the shared arrival process.
+        progress: print a progress line on stderr; default: only when stderr is a terminal.
 
     Raises:
         ConfigError: ``day`` is not a whole day of the trace.
     """
     check_day(cfg, day)
+    if progress is None:  # a live progress line only where someone watches it
+        progress = sys.stderr.isatty()
     n_p = len(sources.profile(cfg.profile).pstates_mhz)
     venv = NodeDVFSVectorEnv(n_p, config=cfg, shared_arrivals=True)
     venv.reset(seed=seed, options={"start_s": (day - 1) * 86400.0})
