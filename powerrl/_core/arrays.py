@@ -41,8 +41,7 @@ LAYOUT: dict[str, tuple[type, str]] = {
 #: 5-minute trace interval, so the latency follows the trace.
 LOAD_AVG_TAU_S = 10.0
 
-STATE_FIELDS = ("backlog", "load_avg", "temp_die_c", "temp_sink_c", "energy_j", "work_done")
-#: The subset of the state that starts at zero.
+#: The state that starts at zero (the temperatures start at the inlet temperature).
 COUNTER_FIELDS = ("backlog", "load_avg", "energy_j", "work_done")
 
 

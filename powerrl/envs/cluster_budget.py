@@ -17,9 +17,7 @@ from powerrl.model.workload import NODE_LOAD_LOG_SD
 
 ENV_ID = "powerrl/ClusterBudget-v0"
 
-#: Priority levels, most important first (lower number = more important).
-PRIORITY_NAMES = ("Critical", "Production", "Development", "Research", "Background")
-#: Work value per priority level: each level is worth twice the next, so serving a more important
+#: Work value per priority level (index = :class:`powerrl.model.classes.Priority`, 0 = Critical): each level is worth twice the next, so serving a more important
 #: node always pays more than serving a less important one of the same size.
 PRIORITY_WEIGHT = np.array([16.0, 8.0, 4.0, 2.0, 1.0])
 #: Share of nodes at each priority (a production-heavy mix); assigned by node index, so a node's

@@ -36,7 +36,6 @@ GLOBAL_FIELDS: tuple[tuple[str, str, float, float], ...] = (
 )
 #: Telemetry written by the fused stepper per copy (order of ``node_dvfs_env.h``).
 INFO_FIELDS = ("energy_j", "power_w", "sla_violation", "sla_violation_rate", "latency_ms", "temp_die_c", "work_done")
-MAX_BACKLOG_S = 10.0
 if len(DOMAIN_FIELDS) != DVFS_FIELDS or len(INFO_FIELDS) != DVFS_INFO:
     raise ImportError("powerrl.envs.node_dvfs and powerrl/_core/node_dvfs_env.h disagree on the layout; rebuild")
 
