@@ -17,8 +17,9 @@ from powerrl.model.workload import NODE_LOAD_LOG_SD
 
 ENV_ID = "powerrl/ClusterBudget-v0"
 
-#: Work value per priority level (index = :class:`powerrl.model.classes.Priority`, 0 = Critical): each level is worth twice the next, so serving a more important
-#: node always pays more than serving a less important one of the same size.
+#: Work value per priority level (index = :class:`powerrl.model.classes.Priority`, 0 = Critical):
+#: each level is worth twice the next, so serving a more important node always pays more than
+#: serving a less important one of the same size (a design choice, not calibrated).
 PRIORITY_WEIGHT = np.array([16.0, 8.0, 4.0, 2.0, 1.0])
 #: Share of nodes at each priority (a production-heavy mix); assigned by node index, so a node's
 #: observation slot keeps its priority across episodes.
