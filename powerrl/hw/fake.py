@@ -60,11 +60,22 @@ from powerrl.hw.sysfs import (
     THERMAL_DIR,
     SysfsRoot,
 )
+from powerrl.model.power import volt_ratio
 
 DRIVERS = ("acpi-cpufreq", "intel_pstate", "amd-pstate")
 STATE_DIR = ".powerrl-fake-kernel"
 USER_HZ = 100  # /proc/stat tick rate seen by user space (proc.rst)
 RO, RW, ROOT_ONLY = 0o444, 0o644, 0o400
+
+
+FAKE_PROFILE = "epyc7502"
+
+
+def _profile_param(name: str) -> float:
+    """One load-curve parameter of :data:`FAKE_PROFILE`."""
+    from powerrl.model.profiles import get_profile
+
+    return float(getattr(get_profile(FAKE_PROFILE), name))
 
 
 @dataclass
@@ -82,8 +93,11 @@ class FakeSpec:
     uncore_w_per_socket: float = 12.0
     dram_w_per_socket: float = 9.0
     platform_w: float = 40.0
-    shape_r: float = 1.4
-    static_share: float = 0.3
+    # Load-curve shape of the shipped profile measured with pinned P-states (docs/calibration.md), so
+    # the fake node trades power for frequency the way the simulator's envs do.
+    shape_r: float = field(default_factory=lambda: _profile_param("shape_r"))
+    wake_share: float = field(default_factory=lambda: _profile_param("wake_share"))
+    static_share: float = field(default_factory=lambda: _profile_param("static_share"))
     mem_bound: float = 0.2
     r_die_c_per_w: float = 0.08
     r_sink_c_per_w: float = 0.12
@@ -475,10 +489,11 @@ class FakeKernel:
         a.idle_w[:] = info["idle_w_per_socket"] / s
         a.busy_w[:] = info["busy_w_per_socket"] / s
         a.shape_r[:] = info["shape_r"]
+        a.wake_share[:] = info.get("wake_share", 0.0)
         a.static_share[:] = info["static_share"]
         fr = self.freqs / self.fmax
         a.freq_ratio[:] = fr
-        a.volt_ratio[:] = 0.7 + 0.3 * fr  # voltage rises with frequency (docs/model.md)
+        a.volt_ratio[:] = volt_ratio(fr)  # the simulator's V-f relation (docs/model.md)
         a.r_die_c_per_w[:] = info["r_die_c_per_w"] * s
         a.r_sink_c_per_w[:] = info["r_sink_c_per_w"] * s
         a.service_ms[:] = 5.0
