@@ -246,6 +246,8 @@ class ClusterBudgetEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ## Starting State
     A random time in the split, caps at busy power, empty queues, inlet temperature everywhere.
+    ``reset(options={"start_s": t})`` starts at trace time ``t`` instead (s since trace row 0, i.e.
+    local midnight of day 1; day ``d`` starts at ``(d - 1) * 86400``), for evaluation on a chosen day.
 
     ## Episode End
     No termination; truncation after ``episode_s / dt_s`` steps.

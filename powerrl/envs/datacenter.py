@@ -287,6 +287,8 @@ class DatacenterEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ## Starting State
     Midnight of a random day of the split, every rack at f_max, coldest supply, empty pool.
+    ``reset(options={"start_s": t})`` starts at trace time ``t`` instead (s since trace row 0, i.e.
+    local midnight of day 1; day ``d`` starts at ``(d - 1) * 86400``), for evaluation on a chosen day.
 
     ## Episode End
     No termination; truncation after ``episode_s / dt_s`` steps (one day by default).

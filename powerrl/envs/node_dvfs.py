@@ -193,6 +193,8 @@ class NodeDVFSEnv(gym.Env[np.ndarray, np.ndarray]):
     A uniformly random time in the configured split (``train`` = trace days 1-21, ``heldout`` =
     days 22-28), all domains at f_max, empty queues, temperatures at the inlet temperature, and a
     per-episode load scale (lognormal, log-s.d. 0.25) for server heterogeneity.
+    ``reset(options={"start_s": t})`` starts at trace time ``t`` instead (s since trace row 0, i.e.
+    local midnight of day 1; day ``d`` starts at ``(d - 1) * 86400``), for evaluation on a chosen day.
 
     ## Episode End
     No termination; truncation after ``episode_s / dt_s`` steps.
