@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import yaml
-from scipy.optimize import least_squares, minimize
 
 from powerrl.config import from_dict, load_yaml, spec, to_dict
 from powerrl.errors import ConfigError, DataFileError
@@ -387,6 +386,8 @@ def _fit_curve(load: np.ndarray, power_w: np.ndarray, idle_w: float,
     relative error (several starting exponents) gives a start; SLSQP then minimises the max
     relative error (the accuracy goal is stated as a max). The better of the two is returned.
     """
+    from scipy.optimize import least_squares, minimize  # deferred: loading profiles must stay cheap
+
     p_max = float(power_w.max())
 
     def model(x: np.ndarray) -> np.ndarray:
@@ -556,6 +557,8 @@ def derive_frequency_model(csv_path: str | Path = EPYC_CSV) -> FrequencyModel:
        (128 threads) for ``v0``; the RAPL core power ``~ f V^2`` gives an independent ``v0``.
     3. memory copy: least squares for ``m`` on the full-system ratios P(f)/P(2.5 GHz), 1.5 and 2.2 GHz.
     """
+    from scipy.optimize import least_squares  # deferred: loading profiles must stay cheap
+
     d = read_epyc(csv_path)
     f_max = EPYC_FREQS_MHZ[-1]
     lo_thr, key_hi = 4, ("compute", int(f_max), EPYC_THREADS)
