@@ -51,10 +51,10 @@ def _list(args: argparse.Namespace) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     from powerrl.config import from_dict, to_dict
-    from powerrl.envs import sources
     from powerrl.envs.config import NodeDVFSConfig, load_env_config
     from powerrl.envs.simulate import check_day, format_table, simulate_fixed_pstates
     from powerrl.errors import ConfigError
+    from powerrl.model.profiles import get_profile
 
     if args.config:
         env_id, cfg = load_env_config(args.config)
@@ -66,7 +66,7 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.profile:
         overrides["profile"] = args.profile
     cfg = from_dict(NodeDVFSConfig, {**to_dict(cfg), **overrides})
-    sources.profile(cfg.profile)
+    get_profile(cfg.profile)
     check_day(cfg, args.day)
     print(f"NodeDVFS-v0, profile {cfg.profile}, {cfg.n_domains} domains, class {cfg.workload_class}, "
           f"day {args.day} of {'the shipped Google 2019 trace' if cfg.trace is None else cfg.trace.path}, "

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
 from powerrl.envs import sources
 from powerrl.envs.arrivals import ArrivalChunks
+from powerrl.envs.batched import BatchedVectorEnv, SingleCopyEnv
 from powerrl.envs.config import ClusterBudgetConfig, make_config
 from powerrl.envs.fleet import build_fleet
-from powerrl.envs.vector import BatchedVectorEnv
 from powerrl.model.workload import NODE_LOAD_LOG_SD
 
 ENV_ID = "powerrl/ClusterBudget-v0"
@@ -86,6 +85,7 @@ class ClusterBudgetCore:
         self.event_until_s = np.full(n_copies, -1.0)
         self.budget_w = np.zeros(n_copies)
         self.offered = np.zeros((n_copies, n))
+        self.pdu_power_w = np.zeros((n_copies, self.n_pdus))  # last step, per copy and PDU
         self.chunks = ArrivalChunks(self.trace, self.service_s, self.mem_base, cfg.dt_s, self.steps_per_episode)
         self.obs = np.zeros((n_copies, n * len(NODE_FIELDS) + len(GLOBAL_FIELDS)), dtype=np.float32)
         self._node_obs = self.obs[:, : n * len(NODE_FIELDS)].reshape(n_copies, n, len(NODE_FIELDS))
@@ -100,10 +100,6 @@ class ClusterBudgetCore:
         """Map actions in [-1, 1] (``[n_copies, n]``) to caps in W from idle to busy power; NaN -> idle."""
         x = np.clip(np.nan_to_num(np.asarray(action, dtype=np.float64), nan=-1.0), -1.0, 1.0)
         return self.idle_w + (x.reshape(self.b, self.n) + 1.0) * 0.5 * (self.busy_w - self.idle_w)
-
-    def action_from_cap(self, caps_w: np.ndarray) -> np.ndarray:
-        """Inverse of :meth:`cap_from_action`, clipped to [-1, 1]."""
-        return np.clip(2.0 * (caps_w - self.idle_w) / (self.busy_w - self.idle_w) - 1.0, -1.0, 1.0).astype(np.float32)
 
     def reset_copies(self, which: np.ndarray, rng: np.random.Generator, start_s: float | None = None) -> None:
         """Start new episodes for the copies in mask ``which``, caps at busy power.
@@ -162,8 +158,8 @@ class ClusterBudgetCore:
         total_w = power.sum(axis=1)
         overshoot_w = np.maximum(0.0, total_w - budget)
         # Power groups: each PDU's load against its limit (sum over nodes of the PDU, per copy).
-        pdu_w = power @ self.pdu_onehot
-        pdu_over_w = np.maximum(0.0, pdu_w - self.pdu_limit_w).sum(axis=1)
+        self.pdu_power_w = power @ self.pdu_onehot
+        pdu_over_w = np.maximum(0.0, self.pdu_power_w - self.pdu_limit_w).sum(axis=1)
         weighted_served = (self.weight * served).sum(axis=1)
         weighted_offered = (self.weight * offered * dt).sum(axis=1)
         work_term = np.where(weighted_offered > 0, weighted_served / np.maximum(weighted_offered, 1e-12), 1.0)
@@ -205,7 +201,7 @@ def _spaces(cfg: ClusterBudgetConfig) -> tuple[spaces.Box, spaces.Box]:
             spaces.Box(np.array(lo, dtype=np.float32), np.array(hi, dtype=np.float32), dtype=np.float32))
 
 
-class ClusterBudgetEnv(gym.Env[np.ndarray, np.ndarray]):
+class ClusterBudgetEnv(SingleCopyEnv):
     """Allocate power caps to ``n_nodes`` servers under a facility budget that moves over time.
 
     ## Description
@@ -265,8 +261,6 @@ class ClusterBudgetEnv(gym.Env[np.ndarray, np.ndarray]):
     * v0: initial version.
     """
 
-    metadata = {"render_modes": []}
-
     def __init__(self, config: ClusterBudgetConfig | None = None, **overrides: Any) -> None:
         self.cfg = config if config is not None else make_config(ENV_ID, overrides)
         self.core = ClusterBudgetCore(self.cfg, 1)
@@ -280,9 +274,8 @@ class ClusterBudgetEnv(gym.Env[np.ndarray, np.ndarray]):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start at a random time of the split with every node capped at its busy power."""
-        super().reset(seed=seed)
-        self.core.reset_copies(np.ones(1, dtype=bool), self.np_random, (options or {}).get("start_s"))
-        return self.core.obs[0].copy(), {"budget_w": self.budget_w, "time_s": float(self.core.time_s[0])}
+        obs = self._reset_core(seed, options)
+        return obs, {"budget_w": self.budget_w, "time_s": float(self.core.time_s[0])}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Apply the requested caps and advance ``dt_s`` seconds."""
@@ -292,11 +285,10 @@ class ClusterBudgetEnv(gym.Env[np.ndarray, np.ndarray]):
         """Advance one step with caps given in W (for baselines, the shield and the oracle)."""
         core = self.core
         reward, tel = core.step_caps(np.asarray(caps_w, dtype=np.float64).reshape(1, core.n), self.np_random)
-        a = core.arrays
-        info: dict[str, Any] = {k: float(v[0]) for k, v in tel.items()}
-        info.update(caps_w=a.cap_w.copy(), pdu_power_w=np.bincount(core.pdu, weights=a.power_w, minlength=core.n_pdus),
-                    pdu_limit_w=core.pdu_limit_w.copy(), priority=core.priority.copy(), time_s=float(core.time_s[0]))
-        return core.obs[0].copy(), float(reward[0]), False, bool(core.truncated()[0]), info
+        result = self._result(reward, tel)
+        result[4].update(caps_w=core.arrays.cap_w.copy(), pdu_power_w=core.pdu_power_w[0].copy(),
+                         pdu_limit_w=core.pdu_limit_w.copy(), priority=core.priority.copy())
+        return result
 
 
 class ClusterBudgetVectorEnv(BatchedVectorEnv):

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
 from powerrl.envs import sources
 from powerrl.envs.arrivals import ArrivalChunks
+from powerrl.envs.batched import BatchedVectorEnv, SingleCopyEnv
 from powerrl.envs.config import DatacenterConfig, make_config
 from powerrl.envs.fleet import build_fleet
-from powerrl.envs.vector import BatchedVectorEnv
 from powerrl.model.workload import NODE_LOAD_LOG_SD
 
 ENV_ID = "powerrl/Datacenter-v0"
@@ -83,7 +82,6 @@ class DatacenterCore:
         self.supply_c = np.full(n_copies, cfg.supply_min_c)
         self.ceiling = np.full((n_copies, self.n_racks), self.n_pstates - 1, dtype=np.int64)
         self.chunks = ArrivalChunks(self.trace, self.service_s, self.mem_base, cfg.dt_s, self.steps_per_episode)
-        self.last: dict[str, np.ndarray] = {}
         self._interactive = (~self.is_batch).astype(np.float64)
         self._n_interactive_rack = np.maximum(self._interactive.reshape(self.n_racks, -1).sum(axis=1), 1.0)
         self._nan_fill = np.array([1.0] * self.n_racks + [-1.0, -1.0, -1.0])
@@ -189,7 +187,7 @@ class DatacenterCore:
         viol_rate = (viol * self._interactive).sum(axis=1) / max(1.0, float(self._interactive.sum()))
         hot = np.maximum(a.temp_die_c.reshape(b, n).max(axis=1) - THERMAL_LIMIT_C, 0.0)
         reward = -w.energy * cost / self.cost_scale - w.sla * viol_rate - THERMAL_PENALTY_PER_C * hot
-        self.last = {
+        tel = {
             "it_power_w": it_w, "cooling_w": cooling_w, "facility_w": facility_w, "solar_w": solar_w,
             "grid_w": grid_w, "pue": facility_w / np.maximum(it_w, 1e-9), "carbon_kg": carbon_kg,
             "energy_kwh": facility_w * dt / 3.6e6, "carbon_g_per_kwh": intensity,
@@ -198,7 +196,7 @@ class DatacenterCore:
             "batch_released": released + forced, "supply_c": supply_c.copy(),
         }
         self._fill_obs()
-        return reward, self.last
+        return reward, tel
 
     def truncated(self) -> np.ndarray:
         """Copies whose episode reached its length."""
@@ -246,7 +244,7 @@ def _spaces(cfg: DatacenterConfig) -> tuple[spaces.Box, spaces.Box]:
             spaces.Box(np.array(lo, dtype=np.float32), np.array(hi, dtype=np.float32), dtype=np.float32))
 
 
-class DatacenterEnv(gym.Env[np.ndarray, np.ndarray]):
+class DatacenterEnv(SingleCopyEnv):
     """A datacenter's racks, cooling and deferrable batch work under hourly grid carbon and on-site solar.
 
     ## Description
@@ -305,8 +303,6 @@ class DatacenterEnv(gym.Env[np.ndarray, np.ndarray]):
     * v0: initial version.
     """
 
-    metadata = {"render_modes": []}
-
     def __init__(self, config: DatacenterConfig | None = None, **overrides: Any) -> None:
         self.cfg = config if config is not None else make_config(ENV_ID, overrides)
         self.core = DatacenterCore(self.cfg, 1)
@@ -315,16 +311,11 @@ class DatacenterEnv(gym.Env[np.ndarray, np.ndarray]):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start at midnight of a random day of the split."""
-        super().reset(seed=seed)
-        self.core.reset_copies(np.ones(1, dtype=bool), self.np_random, (options or {}).get("start_s"))
-        return self.core.obs[0].copy(), {"time_s": float(self.core.time_s[0])}
+        return self._reset_core(seed, options), {"time_s": float(self.core.time_s[0])}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Apply ceilings, setpoint and deferral; advance ``dt_s`` seconds."""
-        reward, tel = self.core.step(np.asarray(action, dtype=np.float64).reshape(1, -1), self.np_random)
-        info = {k: float(v[0]) for k, v in tel.items()}
-        info["time_s"] = float(self.core.time_s[0])
-        return self.core.obs[0].copy(), float(reward[0]), False, bool(self.core.truncated()[0]), info
+        return self._result(*self.core.step(np.asarray(action, dtype=np.float64).reshape(1, -1), self.np_random))
 
 
 class DatacenterVectorEnv(BatchedVectorEnv):

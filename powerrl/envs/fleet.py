@@ -10,6 +10,7 @@ from powerrl._core._reference import ReferenceKernel
 from powerrl._core.arrays import NodeArrays
 from powerrl._core.sim import NodeKernel
 from powerrl.envs import sources
+from powerrl.model.profiles import get_profile
 
 
 def build_fleet(profile_name: str, n_units: int, units_per_server: int, classes: list[str] | np.ndarray,
@@ -33,7 +34,7 @@ def build_fleet(profile_name: str, n_units: int, units_per_server: int, classes:
         ``(arrays, kernel, mem_bound_base)`` where ``mem_bound_base`` is each unit's class
         memory-boundedness (the env adds the trace's variation around it).
     """
-    prof = sources.profile(profile_name)
+    prof = get_profile(profile_name)
     freqs = np.asarray(prof.pstates_mhz, dtype=np.float64)
     volts = np.asarray(prof.volt_ratio, dtype=np.float64)
     a = NodeArrays.allocate(n_units, len(freqs))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
@@ -12,9 +11,9 @@ from powerrl._core._reference import ReferenceDVFSStepper
 from powerrl._core.sim import DVFS_FIELDS, DVFS_INFO, DVFSStepper
 from powerrl.envs import sources
 from powerrl.envs.arrivals import ArrivalChunks
+from powerrl.envs.batched import BatchedVectorEnv, SingleCopyEnv
 from powerrl.envs.config import NodeDVFSConfig, make_config
 from powerrl.envs.fleet import build_fleet
-from powerrl.envs.vector import BatchedVectorEnv
 from powerrl.model.workload import NODE_LOAD_LOG_SD
 
 ENV_ID = "powerrl/NodeDVFS-v0"
@@ -153,7 +152,7 @@ def _spaces(cfg: NodeDVFSConfig, n_pstates: int) -> tuple[spaces.MultiDiscrete, 
             spaces.Box(lo, hi, dtype=np.float32))
 
 
-class NodeDVFSEnv(gym.Env[np.ndarray, np.ndarray]):
+class NodeDVFSEnv(SingleCopyEnv):
     """One server's DVFS against the real Google 2019 utilisation trace.
 
     ## Description
@@ -213,8 +212,6 @@ class NodeDVFSEnv(gym.Env[np.ndarray, np.ndarray]):
     * v0: initial version.
     """
 
-    metadata = {"render_modes": []}
-
     def __init__(self, config: NodeDVFSConfig | None = None, backend: str = "c", **overrides: Any) -> None:
         self.cfg = config if config is not None else make_config(ENV_ID, overrides)
         self.core = NodeDVFSCore(self.cfg, 1, backend=backend)
@@ -224,9 +221,7 @@ class NodeDVFSEnv(gym.Env[np.ndarray, np.ndarray]):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start an episode at a random time of the split (or at ``options["start_s"]``, trace seconds)."""
-        super().reset(seed=seed)
-        self.core.reset_copies(np.ones(1, dtype=bool), self.np_random, (options or {}).get("start_s"))
-        return self.core.obs[0].copy(), self.core.info(0)
+        return self._reset_core(seed, options), self.core.info(0)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Apply one P-state per domain and advance ``dt_s`` seconds."""

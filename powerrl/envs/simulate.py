@@ -17,6 +17,7 @@ from powerrl.envs import sources
 from powerrl.envs.config import NodeDVFSConfig
 from powerrl.envs.node_dvfs import NodeDVFSVectorEnv
 from powerrl.errors import ConfigError
+from powerrl.model.profiles import get_profile
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ def simulate_fixed_pstates(cfg: NodeDVFSConfig, day: int, seed: int = 0, progres
     check_day(cfg, day)
     if progress is None:  # a live progress line only where someone watches it
         progress = sys.stderr.isatty()
-    n_p = len(sources.profile(cfg.profile).pstates_mhz)
+    freqs = get_profile(cfg.profile).pstates_mhz
+    n_p = len(freqs)
     venv = NodeDVFSVectorEnv(n_p, config=cfg, shared_arrivals=True)
     venv.reset(seed=seed, options={"start_s": (day - 1) * 86400.0})
     core = venv.core
@@ -83,7 +85,6 @@ def simulate_fixed_pstates(cfg: NodeDVFSConfig, day: int, seed: int = 0, progres
                   end="", file=sys.stderr, flush=True)
     if progress:
         print(file=sys.stderr)
-    freqs = sources.profile(cfg.profile).pstates_mhz
     duration_s = steps * cfg.dt_s
     return [FixedPStateResult(pstate=p, freq_mhz=float(freqs[p]), energy_kwh=float(energy[p] / 3.6e6),
                               mean_power_w=float(energy[p] / duration_s), sla_violation_rate=float(viol[p] / steps),

@@ -13,7 +13,6 @@ import numpy as np
 
 from powerrl.model import cooling as cooling_mod
 from powerrl.model import power as power_model
-from powerrl.model import profiles as profiles_mod
 from powerrl.model import workload as workload_mod
 from powerrl.model.carbon import CarbonIntensity, CarbonSpec, load_shipped_carbon
 from powerrl.model.classes import WORKLOAD_CLASSES as CLASS_TABLE
@@ -107,11 +106,6 @@ def class_params(name: str) -> ClassParams:
     c = CLASS_TABLE[name]
     return ClassParams(service_ms=float(c.service_ms), sla_ms=float(c.sla_ms),
                        mem_bound=float(power_model.CLASS_MEM_BOUND[name]), deferrable=bool(c.deferrable))
-
-
-def profile(name: str) -> profiles_mod.ServerProfile:
-    """A shipped profile by name, or a profile YAML by path."""
-    return profiles_mod.get_profile(name)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
-"""The shared shape of powerrl's batched vector envs: one core stepping every copy in one C call.
+"""The shared shape of powerrl's envs: a core holding ``n_copies`` copies, stepped in one C call.
 
-A core holds ``n_copies`` copies of an env and provides ``reset_copies(which, rng, start_s)``,
-``truncated()`` and an ``obs`` buffer ``[n_copies, obs_dim]``; a subclass only says how a batch
-of actions advances it (:meth:`BatchedVectorEnv._advance`).
+A core provides ``reset_copies(which, rng, start_s)``, ``truncated()``, ``time_s`` and an ``obs``
+buffer ``[n_copies, obs_dim]``. :class:`BatchedVectorEnv` exposes every copy as a Gymnasium vector
+env; :class:`SingleCopyEnv` exposes a one-copy core as a plain Gymnasium env. Subclasses only say
+how actions advance the core.
 """
 
 from __future__ import annotations
@@ -63,3 +64,24 @@ class BatchedVectorEnv(VectorEnv):
     @abstractmethod
     def _advance(self, actions: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         """Apply a batch of actions and advance the core; returns rewards and batched telemetry."""
+
+
+class SingleCopyEnv(gym.Env[np.ndarray, np.ndarray]):
+    """A Gymnasium env over copy 0 of a one-copy core (``self.core``, set by the subclass)."""
+
+    metadata = {"render_modes": []}
+    core: Any
+
+    def _reset_core(self, seed: int | None, options: dict[str, Any] | None) -> np.ndarray:
+        """Seed, start a new episode (at ``options["start_s"]`` when given); the first observation."""
+        super().reset(seed=seed)
+        self.core.reset_copies(np.ones(1, dtype=bool), self.np_random, (options or {}).get("start_s"))
+        return self.core.obs[0].copy()
+
+    def _result(self, reward: np.ndarray, tel: dict[str, np.ndarray]
+                ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """The step tuple of copy 0 from batched rewards and telemetry (scalars in ``info``)."""
+        core = self.core
+        info: dict[str, Any] = {k: float(v[0]) for k, v in tel.items()}
+        info["time_s"] = float(core.time_s[0])
+        return core.obs[0].copy(), float(reward[0]), False, bool(core.truncated()[0]), info
