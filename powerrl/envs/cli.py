@@ -52,9 +52,8 @@ def _list(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from powerrl.config import from_dict, to_dict
     from powerrl.envs.config import NodeDVFSConfig, load_env_config
-    from powerrl.envs.simulate import check_day, format_table, simulate_fixed_pstates
+    from powerrl.envs.simulate import format_table, simulate_fixed_pstates
     from powerrl.errors import ConfigError
-    from powerrl.model.profiles import get_profile
 
     if args.config:
         env_id, cfg = load_env_config(args.config)
@@ -66,12 +65,11 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.profile:
         overrides["profile"] = args.profile
     cfg = from_dict(NodeDVFSConfig, {**to_dict(cfg), **overrides})
-    get_profile(cfg.profile)
-    check_day(cfg, args.day)
+    results = simulate_fixed_pstates(cfg, args.day, seed=args.seed)  # validates the profile and the day
     print(f"NodeDVFS-v0, profile {cfg.profile}, {cfg.n_domains} domains, class {cfg.workload_class}, "
           f"day {args.day} of {'the shipped Google 2019 trace' if cfg.trace is None else cfg.trace.path}, "
           f"dt = {cfg.dt_s:g} s, every domain pinned to one P-state per row")
-    print(format_table(simulate_fixed_pstates(cfg, args.day, seed=args.seed)))
+    print(format_table(results))
     return 0
 
 

@@ -57,9 +57,9 @@ def simulate_fixed_pstates(cfg: NodeDVFSConfig, day: int, seed: int = 0, progres
         ConfigError: ``day`` is not a whole day of the trace.
     """
     check_day(cfg, day)
+    freqs = get_profile(cfg.profile).pstates_mhz  # before any work: an unknown profile fails here
     if progress is None:  # a live progress line only where someone watches it
         progress = sys.stderr.isatty()
-    freqs = get_profile(cfg.profile).pstates_mhz
     n_p = len(freqs)
     venv = NodeDVFSVectorEnv(n_p, config=cfg, shared_arrivals=True)
     venv.reset(seed=seed, options={"start_s": (day - 1) * 86400.0})

@@ -98,14 +98,13 @@ class ClassParams:
     service_ms: float
     sla_ms: float
     mem_bound: float
-    deferrable: bool
 
 
 def class_params(name: str) -> ClassParams:
     """Parameters of workload class ``name`` (compute, memory, interactive, batch)."""
     c = CLASS_TABLE[name]
     return ClassParams(service_ms=float(c.service_ms), sla_ms=float(c.sla_ms),
-                       mem_bound=float(power_model.CLASS_MEM_BOUND[name]), deferrable=bool(c.deferrable))
+                       mem_bound=float(power_model.CLASS_MEM_BOUND[name]))
 
 
 @dataclass(frozen=True)
