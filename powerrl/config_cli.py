@@ -20,6 +20,7 @@ from powerrl.errors import ConfigError, PowerrlError
 CONFIG_KINDS: dict[str, str] = {
     "profile": "powerrl.model.profiles:load_profile",
     "env": "powerrl.envs.config:load_env_config",
+    "shield": "powerrl.shield.config:load_shield_config",
 }
 
 

@@ -7,6 +7,8 @@ used by tests that assert agreement with the C kernels on random inputs, and as 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from powerrl._core.arrays import NodeArrays
@@ -175,3 +177,69 @@ class ReferenceDVFSStepper:
         tod = 2.0 * np.pi * np.fmod(self.start_s + self.step_count * self.dt_s, 86400.0) / 86400.0
         self.obs[:, -2] = np.sin(tod)
         self.obs[:, -1] = np.cos(tod)
+
+
+# -- the thermal shield's unit filter (shield_units.h) -------------------------------------------
+SH_ACTIVE, SH_PASSIVE, SH_HOT, SH_CRITICAL = 1, 2, 4, 8
+SH_PREDICTIVE, SH_RATE_LIMIT, SH_OUT_OF_RANGE, SH_SENSOR = 16, 32, 64, 128
+
+
+def shield_units_reference(b: Any, commit: bool = True) -> None:
+    """NumPy twin of ``pr_shield_units`` over a :class:`powerrl._core.shield_buffers.ShieldBuffers`."""
+    top, floor = b.n_pstates - 1, b.floor_pstate
+    temp = b.temp_c
+    ok = ~np.isnan(temp)
+    ev = np.where(ok, 0, SH_SENSOR).astype(np.int64)
+    with np.errstate(invalid="ignore"):
+        fire = ok[:, None] & (temp[:, None] >= b.trip_c[None, :])
+        release = ok[:, None] & (temp[:, None] < (b.trip_c - b.hyst_c)[None, :])
+        rising = ok & ~(temp < b.last_temp_c)
+        falling = ok & ~(temp > b.last_temp_c)
+    on = np.where(fire, 1, np.where(release, 0, b.trip_on)).astype(np.uint8)
+    typed = [(on.astype(bool) & (b.trip_type == t)[None, :]).any(axis=1) for t in range(4)]
+    active, passive_on, hot_on, critical_on = typed
+    hot_on = hot_on | ~ok | critical_on
+    ev |= np.where(active, SH_ACTIVE, 0)
+    ceiling = b.ceiling.astype(np.int64)
+    ceiling = np.where(passive_on, np.where(rising & (ceiling > floor), ceiling - 1, ceiling),
+                       np.where(falling & (ceiling < top), ceiling + 1, ceiling))
+    ceiling = np.where(hot_on & (ceiling > floor), floor, ceiling)
+
+    q = b.proposed.astype(np.int64)
+    ev |= np.where((q < 0) | (q > top), SH_OUT_OF_RANGE, 0)
+    q = np.clip(q, 0, top)
+    prev = b.last_applied.astype(np.int64)
+    limited = b.emergency == 0
+    if b.max_step_up > 0:
+        up = limited & (q > prev + b.max_step_up)
+        ev |= np.where(up, SH_RATE_LIMIT, 0)
+        q = np.where(up, prev + b.max_step_up, q)
+    if b.max_step_down > 0:
+        down = limited & (q < prev - b.max_step_down)
+        ev |= np.where(down, SH_RATE_LIMIT, 0)
+        q = np.where(down, prev - b.max_step_down, q)
+    over = q > ceiling
+    ev |= np.where(over & ~hot_on, SH_PASSIVE, 0) | np.where(hot_on, SH_HOT, 0) | np.where(critical_on, SH_CRITICAL, 0)
+    q = np.minimum(q, ceiling)
+
+    # Predictive throttle: highest j <= q with j <= floor or a predicted die under the limit.
+    pw = b.full_power_w
+    inlet = (b.inlet_c + b.inlet_rise_c)[:, None]
+    sink_now = (temp - b.power_w * b.r_die_c_per_w)[:, None]
+    sink_target = inlet + pw * b.r_sink_c_per_w[:, None]
+    die = sink_target + (sink_now - sink_target) * b.sink_decay[:, None] + pw * b.r_die_c_per_w[:, None]
+    j = np.arange(b.n_pstates)[None, :]
+    allowed = ((j <= floor) | (die < b.predict_limit_c)) & (j <= q[:, None])
+    qp = np.where(allowed, j, -1).max(axis=1)
+    use = (q > floor) & ok & (b.sink_decay < 1.0) & (qp < q)
+    ev |= np.where(use, SH_PREDICTIVE, 0)
+    q = np.where(use, qp, q)
+
+    b.applied[:] = q
+    b.events[:] = ev
+    b.offline[:] = critical_on
+    if commit:
+        b.trip_on[:] = on
+        b.ceiling[:] = ceiling
+        b.last_applied[:] = q
+        b.last_temp_c[:] = np.where(ok, temp, b.last_temp_c)

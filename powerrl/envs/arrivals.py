@@ -10,12 +10,17 @@ in the row covering the step and ``scale`` the unit's load scale (node heterogen
 offered load is drawn by :func:`powerrl.model.workload.sample_offered_load` (Poisson requests
 of exponential work with the class's mean service time).
 Memory-boundedness is the class value moved by the trace's CPI-based proxy (``mem_gain``).
+Demand surges (:mod:`powerrl.envs.events`) scale the drawn load of the steps they cover, so the
+draws themselves, and every step outside the surge, stay those of the same seed without it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
+from powerrl.envs import events as ev
 from powerrl.envs.sources import TraceArrays
 from powerrl.model.workload import sample_offered_load
 
@@ -37,16 +42,19 @@ class ArrivalChunks:
         steps_per_episode: caps the chunk length (no point drawing past an episode).
         shared: common random numbers: every copy gets copy ``idx[0]``'s draws on refill (copies
             must then be reset together).
+        events: scenario events; the demand of a step is multiplied by the demand surges active
+            at its episode time (``step * dt_s``).
     """
 
     def __init__(self, trace: TraceArrays, service_s: np.ndarray, mem_base: np.ndarray, dt_s: float,
-                 steps_per_episode: int, shared: bool = False) -> None:
+                 steps_per_episode: int, shared: bool = False, events: Sequence[ev.EventSpec] = ()) -> None:
         self.trace = trace
         self.service_s = np.asarray(service_s, dtype=np.float64)
         self.mem_base = np.asarray(mem_base, dtype=np.float64)
         b, n = self.service_s.shape
         self.dt_s = dt_s
         self.shared = shared
+        self.surges = tuple(e for e in events if e.kind == "demand_surge")
         self.chunk_len = int(np.clip(CHUNK_ENTRIES // (b * n), 16, steps_per_episode + 1))
         self.demand = np.zeros((self.chunk_len, b, n))
         self.mem = np.zeros((self.chunk_len, b, n))
@@ -70,7 +78,10 @@ class ArrivalChunks:
         rows = self.trace.rows_at(start_s[src][None, :] + steps * self.dt_s)
         util = self.trace.util[rows][:, :, None] * load_scale[src][None, :, :]            # [L, c, n]
         service_s = self.service_s[src][None, :, :]
-        self.demand[:, idx, :] = sample_offered_load(util, service_s, self.dt_s, rng)
+        demand = sample_offered_load(util, service_s, self.dt_s, rng)
+        if self.surges:
+            demand *= ev.demand_factor(self.surges, steps * self.dt_s)[:, :, None]
+        self.demand[:, idx, :] = demand
         self.mem[:, idx, :] = np.clip(
             self.mem_base[src][None, :, :] + MEM_PROXY_GAIN * (self.trace.mem_proxy[rows] - 0.5)[:, :, None],
             0.0, 1.0)

@@ -7,11 +7,11 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from powerrl.envs import sources
+from powerrl.envs import events, sources
 from powerrl.envs.arrivals import ArrivalChunks
 from powerrl.envs.batched import BatchedVectorEnv, SingleCopyEnv
 from powerrl.envs.config import ClusterBudgetConfig, make_config
-from powerrl.envs.fleet import build_fleet
+from powerrl.envs.fleet import build_fleet, pstate_array
 from powerrl.model.workload import NODE_LOAD_LOG_SD
 
 ENV_ID = "powerrl/ClusterBudget-v0"
@@ -54,7 +54,15 @@ def assign_priorities(n_nodes: int) -> np.ndarray:
 
 
 class ClusterBudgetCore:
-    """``n_copies`` independent clusters of ``n_nodes`` nodes, stepped in one C call."""
+    """``n_copies`` independent clusters of ``n_nodes`` nodes, stepped in one C call.
+
+    Budget per copy, W: :attr:`budget_w` is in force for the next step; :attr:`announced_budget_w`
+    is the budget once the announced grid cuts take effect (equal to ``budget_w`` when none is
+    pending) and :attr:`budget_deadline_s` the trace time at which they do (+inf when none), like
+    a grid operator's demand-response notice. Scenario events (``cfg.events``) act at each copy's
+    episode time ``step_count * dt_s``; :attr:`inlet_c` views the inlet of every node in the last
+    step (``arrays.inlet_c``). Without events no event code runs.
+    """
 
     def __init__(self, cfg: ClusterBudgetConfig, n_copies: int, backend: str = "c") -> None:
         self.cfg = cfg
@@ -84,9 +92,20 @@ class ClusterBudgetCore:
         self.scale = np.ones((n_copies, n))
         self.event_until_s = np.full(n_copies, -1.0)
         self.budget_w = np.zeros(n_copies)
+        self._events = cfg.events
+        events.check_events(self._events, events.EVENT_KINDS, ENV_ID)
+        # Without grid cuts nothing is ever announced: the announced budget is the budget itself.
+        self._cuts = tuple(e for e in self._events if e.kind == "grid_cut")
+        self.announced_budget_w = np.zeros(n_copies) if self._cuts else self.budget_w
+        self.budget_deadline_s = np.full(n_copies, np.inf)
+        self._inlet = a.inlet_c.reshape(n_copies, n)  # view: writes reach the kernel
+        #: Standing P-state ceiling per node, integer ``[n_copies, n]``, applied by every step that is
+        #: not given one (a wrapper around ``env.step``, e.g. the shield, sets it); None = f_max.
+        self.pstate_ceiling: np.ndarray | None = None
         self.offered = np.zeros((n_copies, n))
         self.pdu_power_w = np.zeros((n_copies, self.n_pdus))  # last step, per copy and PDU
-        self.chunks = ArrivalChunks(self.trace, self.service_s, self.mem_base, cfg.dt_s, self.steps_per_episode)
+        self.chunks = ArrivalChunks(self.trace, self.service_s, self.mem_base, cfg.dt_s, self.steps_per_episode,
+                                    events=self._events)
         self.obs = np.zeros((n_copies, n * len(NODE_FIELDS) + len(GLOBAL_FIELDS)), dtype=np.float32)
         self._node_obs = self.obs[:, : n * len(NODE_FIELDS)].reshape(n_copies, n, len(NODE_FIELDS))
         self.node_obs_static = self.priority / 4.0
@@ -95,6 +114,16 @@ class ClusterBudgetCore:
     def time_s(self) -> np.ndarray:
         """Trace time per copy (s since trace row 0)."""
         return self.start_s + self.step_count * self.cfg.dt_s
+
+    @property
+    def inlet_c(self) -> np.ndarray:
+        """Inlet temperature of every node in the last step, degC: a ``[n_copies, n]`` view of ``arrays.inlet_c``."""
+        return self._inlet
+
+    def events_active(self, i: int) -> tuple[str, ...]:
+        """Kinds of the events active during copy ``i``'s last step (none before its first)."""
+        n = self.step_count.item(i)
+        return events.active_kinds(self._events, (n - 1) * self.cfg.dt_s) if self._events and n > 0 else ()
 
     def cap_from_action(self, action: np.ndarray) -> np.ndarray:
         """Map actions in [-1, 1] (``[n_copies, n]``) to caps in W from idle to busy power; NaN -> idle."""
@@ -120,6 +149,8 @@ class ClusterBudgetCore:
         self.event_until_s[idx] = -1.0
         units = (idx[:, None] * n + np.arange(n)[None, :]).ravel()
         a.reset_units(units, cfg.inlet_c)
+        if self._events:
+            self._inlet[idx] = cfg.inlet_c
         a.cap_w[units] = a.busy_w[units]
         a.power_w[units] = a.idle_w[units]
         a.util[units] = 0.0
@@ -137,19 +168,41 @@ class ClusterBudgetCore:
         in_event = t < self.event_until_s[idx]
         base = cfg.budget_fraction * self.busy_total_w
         self.budget_w[idx] = np.where(in_event, base * (1.0 - cfg.budget_event_cut), base)
+        if self._cuts:
+            t_ep = self.step_count[idx] * cfg.dt_s
+            budget = self.budget_w[idx]
+            self.budget_w[idx] = budget * events.budget_factor(self._cuts, t_ep)
+            self.announced_budget_w[idx] = budget * events.announced_budget_factor(self._cuts, t_ep)
+            self.budget_deadline_s[idx] = self.start_s[idx] + events.budget_deadline_s(self._cuts, t_ep)
 
-    def step_caps(self, caps_w: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Advance one step with caps in W (``[n_copies, n]``); returns rewards and batched telemetry."""
+    def step_caps(self, caps_w: np.ndarray, rng: np.random.Generator, pstate_ceiling: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Advance one step with caps in W (``[n_copies, n]``); returns rewards and batched telemetry.
+
+        ``pstate_ceiling`` (optional, integer ``[n_copies, n]``): the highest P-state each node may
+        run this step (clipped to the P-state table); by default the standing
+        :attr:`pstate_ceiling`, and without one the top P-state. The cap then picks the highest
+        P-state at or below it that fits.
+        """
         cfg, a, b, n = self.cfg, self.arrays, self.b, self.n
         dt = cfg.dt_s
         budget = self.budget_w.copy()
+        announced = self.announced_budget_w.copy()
+        deadline = self.budget_deadline_s.copy()
         if self.chunks.steps_left <= 0:
             self.chunks.refill(self.chunks.due(), self.start_s, self.step_count, self.scale, rng)
         offered, m = self.chunks.take()
         a.mem_bound[:] = m.ravel()
         a.cap_w[:] = np.nan_to_num(np.asarray(caps_w, dtype=np.float64), nan=0.0, posinf=1e9).ravel()
-        a.pstate[:] = a.n_pstates - 1
+        if pstate_ceiling is None:
+            pstate_ceiling = self.pstate_ceiling
+        if pstate_ceiling is None:
+            a.pstate[:] = a.n_pstates - 1
+        else:
+            a.pstate[:] = pstate_array(pstate_ceiling, (b, n), a.n_pstates, "pstate_ceiling").ravel()
         a.demand[:] = offered.ravel()
+        if self._events:
+            self._inlet[:] = cfg.inlet_c + events.inlet_offset_c(self._events, self.step_count * dt)[:, None]
         self.kernel.step(dt)
         self.offered[:] = offered
         self.step_count += 1
@@ -168,7 +221,8 @@ class ClusterBudgetCore:
         tel = {"power_w": total_w, "budget_w": budget, "budget_overshoot_w": overshoot_w,
                "pdu_overshoot_w": pdu_over_w,
                "energy_j": total_w * dt, "work_done": served.sum(axis=1),
-               "priority_weighted_work": weighted_served, "sla_violation_rate": viol_rate}
+               "priority_weighted_work": weighted_served, "sla_violation_rate": viol_rate,
+               "announced_budget_w": announced, "budget_deadline_s": deadline, "inlet_c": self._inlet[:, 0].copy()}
         self._update_budget(np.arange(b), rng)
         self._fill_obs()
         return reward, tel
@@ -214,7 +268,8 @@ class ClusterBudgetEnv(SingleCopyEnv):
     power)`` and drops by ``budget_event_cut`` during budget events (Poisson,
     ``budget_event_rate_per_h``, 5-20 minutes each), like demand-response requests. Caps are
     applied as requested: keeping the sum within the budget is the agent's job (or the shield's,
-    see ``powerrl.shield``); overshoot is penalised and reported.
+    see ``powerrl.shield``); overshoot is penalised and reported. Scheduled grid cuts with advance
+    notice come from ``events`` (below).
 
     ## Action Space
     ``Box(-1, 1, (n_nodes,), float32)``: requested cap per node, linear from -1 = the node's idle
@@ -252,13 +307,41 @@ class ClusterBudgetEnv(SingleCopyEnv):
     ``power_w``, ``budget_w`` (in force during the step), ``budget_overshoot_w``, ``pdu_overshoot_w``
     (summed over PDUs), ``energy_j``,
     ``work_done`` (node-seconds at f_max), ``priority_weighted_work``, ``sla_violation_rate``,
-    ``caps_w``, ``pdu_power_w``, ``pdu_limit_w``, ``priority`` (arrays), ``time_s``.
+    ``caps_w``, ``pdu_power_w``, ``pdu_limit_w``, ``priority`` (arrays), ``time_s``,
+    ``announced_budget_w`` (W) and ``budget_deadline_s`` (trace time, s; +inf when none): the grid-cut
+    notice in force during the step, i.e. the budget once the announced cuts take effect (equal
+    to ``budget_w`` when none is pending) and when they do; ``inlet_c`` (inlet air during the step,
+    degC), ``events_active`` (kinds of the scenario events active during the step). The reset info
+    holds ``budget_w``, ``announced_budget_w``, ``budget_deadline_s`` and ``time_s`` for the first step;
+    the properties of the same names give them for the next step at any time.
+
+    ## Events
+    ``events`` (YAML list of :class:`powerrl.envs.events.EventSpec`, none by default) places
+    scenario events in episode time: s after the episode start, so each copy of a vector env
+    meets them at its own episode time. A step is affected when its start time falls in
+    ``[start_s, start_s + duration_s)``; overlapping events add (temperatures) or multiply
+    (factors). Keys of another kind are rejected.
+
+    * ``grid_cut``: the facility budget drops by ``percent`` % (default 30, at most 90). The cut is
+      announced at ``start_s`` (``announced_budget_w`` and ``budget_deadline_s`` show it from then
+      on, like a grid operator's demand-response notice), takes effect at ``start_s + within_s``
+      (default 5 s, below ``duration_s``) and ends at ``start_s + duration_s``. It multiplies the
+      budget on top of the random budget events, which come without notice.
+    * ``heat_wave``: every node's inlet is ``delta_c`` (default 10) degC warmer.
+    * ``cooling_failure``: the inlet rises by ``rise_c * (1 - exp(-(t - start_s) / tau_s))``
+      (``rise_c`` default 20 degC, ``tau_s`` default 120 s); after the event the excess decays
+      back with the same time constant.
+    * ``demand_surge``: the offered load (the work arriving in each step) is multiplied by
+      ``factor`` (default 2, at most 10); the draws are those of the same seed without the surge.
 
     ## Arguments
     Fields of :class:`powerrl.envs.config.ClusterBudgetConfig` as keywords, or ``config=``.
+    ``step_caps(caps_w, pstate_ceiling=None)`` steps with caps in W instead of actions, and an
+    optional integer P-state ceiling per node (default: f_max), for baselines and the shield.
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version. Later added the opt-in ``events``; the default (none) leaves every
+      episode bitwise as before.
     """
 
     def __init__(self, config: ClusterBudgetConfig | None = None, **overrides: Any) -> None:
@@ -271,23 +354,42 @@ class ClusterBudgetEnv(SingleCopyEnv):
         """Facility budget in force for the next step (W)."""
         return float(self.core.budget_w[0])
 
+    @property
+    def announced_budget_w(self) -> float:
+        """Facility budget once the announced grid cuts take effect (W; :attr:`budget_w` when none is pending)."""
+        return float(self.core.announced_budget_w[0])
+
+    @property
+    def budget_deadline_s(self) -> float:
+        """Trace time at which :attr:`announced_budget_w` takes effect (s since trace row 0; +inf when none)."""
+        return float(self.core.budget_deadline_s[0])
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start at a random time of the split with every node capped at its busy power."""
         obs = self._reset_core(seed, options)
-        return obs, {"budget_w": self.budget_w, "time_s": float(self.core.time_s[0])}
+        return obs, {"budget_w": self.budget_w, "announced_budget_w": self.announced_budget_w,
+                     "budget_deadline_s": self.budget_deadline_s, "time_s": float(self.core.time_s[0])}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Apply the requested caps and advance ``dt_s`` seconds."""
         return self.step_caps(self.core.cap_from_action(action))
 
-    def step_caps(self, caps_w: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Advance one step with caps given in W (for baselines, the shield and the oracle)."""
+    def step_caps(self, caps_w: np.ndarray, pstate_ceiling: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Advance one step with caps given in W (for baselines, the shield and the oracle).
+
+        ``pstate_ceiling`` (optional, integer ``[n_nodes]``) limits each node's P-state this step;
+        by default every node may run up to f_max.
+        """
         core = self.core
-        reward, tel = core.step_caps(np.asarray(caps_w, dtype=np.float64).reshape(1, core.n), self.np_random)
+        ceiling = None if pstate_ceiling is None else np.asarray(pstate_ceiling).reshape(1, -1)
+        reward, tel = core.step_caps(np.asarray(caps_w, dtype=np.float64).reshape(1, core.n), self.np_random,
+                                     ceiling)
         result = self._result(reward, tel)
         result[4].update(caps_w=core.arrays.cap_w.copy(), pdu_power_w=core.pdu_power_w[0].copy(),
-                         pdu_limit_w=core.pdu_limit_w.copy(), priority=core.priority.copy())
+                         pdu_limit_w=core.pdu_limit_w.copy(), priority=core.priority.copy(),
+                         events_active=core.events_active(0))
         return result
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from powerrl.config import from_dict, load_yaml, spec
+from powerrl.envs.events import EVENT_KINDS, SITE_KINDS, EventSpec, check_events
 from powerrl.errors import ConfigError
 from powerrl.model.carbon import CarbonSpec
 from powerrl.model.workload import TraceSpec
@@ -20,6 +21,8 @@ SPLITS = ("train", "heldout", "all")
 TRACE_DOC = "utilisation CSV (path, column, interval_s, scale, ...); default: the shipped Google 2019 trace"
 CARBON_DOC = "carbon-intensity CSV (path, column, time_column, timezone); default: the shipped CAISO 2023 file"
 WORKLOAD_CLASSES = ("compute", "memory", "interactive", "batch")
+EVENTS_DOC = ("scenario events in episode time (kind, start_s, duration_s and the kind's keys; "
+              "powerrl.envs.events); default: none")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,11 @@ class NodeDVFSConfig:
     inlet_c: float = field(default=24.0, metadata=spec(lo=5.0, hi=50.0, unit="degC"))
     reward: RewardWeights = field(default_factory=RewardWeights)
     trace: TraceSpec | None = field(default=None, metadata=spec(doc=TRACE_DOC))
+    events: tuple[EventSpec, ...] = field(default=(), metadata=spec(doc=EVENTS_DOC))
+
+    def validate(self, path: str = "", source: str | None = None) -> None:
+        """Cross-field checks: only events one server can meet (no grid cut)."""
+        check_events(self.events, SITE_KINDS, "powerrl/NodeDVFS-v0", _join(path, "events"), source)
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,12 @@ class ClusterBudgetConfig:
     inlet_c: float = field(default=24.0, metadata=spec(lo=5.0, hi=50.0, unit="degC"))
     sla_penalty: float = field(default=0.5, metadata=spec(lo=0.0, hi=1e6))
     trace: TraceSpec | None = field(default=None, metadata=spec(doc=TRACE_DOC))
+    events: tuple[EventSpec, ...] = field(default=(), metadata=spec(
+        doc=EVENTS_DOC + "; grid_cut events are announced ahead of the budget drop"))
+
+    def validate(self, path: str = "", source: str | None = None) -> None:
+        """Cross-field checks of the events."""
+        check_events(self.events, EVENT_KINDS, "powerrl/ClusterBudget-v0", _join(path, "events"), source)
 
 
 @dataclass(frozen=True)
@@ -98,12 +112,18 @@ class DatacenterConfig:
     reward: RewardWeights = field(default_factory=RewardWeights)
     trace: TraceSpec | None = field(default=None, metadata=spec(doc=TRACE_DOC))
     carbon: CarbonSpec | None = field(default=None, metadata=spec(doc=CARBON_DOC))
+    events: tuple[EventSpec, ...] = field(default=(), metadata=spec(doc=EVENTS_DOC))
 
     def validate(self, path: str = "", source: str | None = None) -> None:
-        """Cross-field checks."""
+        """Cross-field checks: supply range, and only events a site can meet (no grid cut)."""
         if self.supply_max_c <= self.supply_min_c:
-            raise ConfigError(f"{path + '.' if path else ''}supply_max_c", self.supply_max_c,
+            raise ConfigError(_join(path, "supply_max_c"), self.supply_max_c,
                               f"a value above supply_min_c = {self.supply_min_c}", source)
+        check_events(self.events, SITE_KINDS, "powerrl/Datacenter-v0", _join(path, "events"), source)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
 
 
 ENV_CONFIGS: dict[str, type] = {

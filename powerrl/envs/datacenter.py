@@ -7,11 +7,11 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from powerrl.envs import sources
+from powerrl.envs import events, sources
 from powerrl.envs.arrivals import ArrivalChunks
 from powerrl.envs.batched import BatchedVectorEnv, SingleCopyEnv
 from powerrl.envs.config import DatacenterConfig, make_config
-from powerrl.envs.fleet import build_fleet
+from powerrl.envs.fleet import build_fleet, pstate_array
 from powerrl.model.workload import NODE_LOAD_LOG_SD
 
 ENV_ID = "powerrl/Datacenter-v0"
@@ -48,7 +48,14 @@ GLOBAL_FIELDS: tuple[tuple[str, str, float, float], ...] = (
 
 
 class DatacenterCore:
-    """``n_copies`` independent datacenters, all their nodes stepped in one C call."""
+    """``n_copies`` independent datacenters, all their nodes stepped in one C call.
+
+    Scenario events (``cfg.events``) act at each copy's episode time ``step_count * dt_s``: heat
+    waves and cooling failures add to the rack inlets (heat waves to the outside air too; the CRAC
+    draws no power while a cooling failure lasts), demand surges scale the drawn load.
+    :attr:`inlet_c` views the inlet of every node in the last step (``arrays.inlet_c``). Without
+    events no event code runs.
+    """
 
     def __init__(self, cfg: DatacenterConfig, n_copies: int, backend: str = "c") -> None:
         self.cfg = cfg
@@ -81,7 +88,15 @@ class DatacenterCore:
         self.scale = np.ones((n_copies, n))
         self.supply_c = np.full(n_copies, cfg.supply_min_c)
         self.ceiling = np.full((n_copies, self.n_racks), self.n_pstates - 1, dtype=np.int64)
-        self.chunks = ArrivalChunks(self.trace, self.service_s, self.mem_base, cfg.dt_s, self.steps_per_episode)
+        self._events = cfg.events
+        events.check_events(self._events, events.SITE_KINDS, ENV_ID)
+        self.chunks = ArrivalChunks(self.trace, self.service_s, self.mem_base, cfg.dt_s, self.steps_per_episode,
+                                    events=self._events)
+        self._inlet = a.inlet_c.reshape(n_copies, n)  # view: writes reach the kernel
+        #: Standing P-state ceiling per node, integer ``[n_copies, n]``, applied under the rack
+        #: ceilings by every step that is not given one (a wrapper around ``env.step``, e.g. the
+        #: shield, sets it); None = the rack ceilings alone.
+        self.node_ceiling: np.ndarray | None = None
         self._interactive = (~self.is_batch).astype(np.float64)
         self._n_interactive_rack = np.maximum(self._interactive.reshape(self.n_racks, -1).sum(axis=1), 1.0)
         self._nan_fill = np.array([1.0] * self.n_racks + [-1.0, -1.0, -1.0])
@@ -95,6 +110,16 @@ class DatacenterCore:
     def time_s(self) -> np.ndarray:
         """Trace time per copy (s since trace row 0)."""
         return self.start_s + self.step_count * self.cfg.dt_s
+
+    @property
+    def inlet_c(self) -> np.ndarray:
+        """Inlet temperature of every node in the last step, degC: a ``[n_copies, n]`` view of ``arrays.inlet_c``."""
+        return self._inlet
+
+    def events_active(self, i: int) -> tuple[str, ...]:
+        """Kinds of the events active during copy ``i``'s last step (none before its first)."""
+        n = self.step_count.item(i)
+        return events.active_kinds(self._events, (n - 1) * self.cfg.dt_s) if self._events and n > 0 else ()
 
     def reset_copies(self, which: np.ndarray, rng: np.random.Generator, start_s: float | None = None) -> None:
         """Start new episodes for the copies in mask ``which``.
@@ -135,10 +160,18 @@ class DatacenterCore:
         release = (x[:, -1] + 1.0) * 0.5
         return ceilings, supply_c, defer, release
 
-    def step(self, action: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Apply the action of every copy and advance ``dt_s``; returns rewards and telemetry."""
+    def step(self, action: np.ndarray, rng: np.random.Generator, node_ceiling: np.ndarray | None = None
+             ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Apply the action of every copy and advance ``dt_s``; returns rewards and telemetry.
+
+        ``node_ceiling`` (optional, integer ``[n_copies, n]``, ``n = n_racks * nodes_per_rack``):
+        a P-state ceiling per node on top of the rack ceilings of ``action``; each node runs at
+        most ``min(rack ceiling, node ceiling)``. By default the standing :attr:`node_ceiling`
+        applies, if any. The observed rack ceiling stays the action's.
+        """
         cfg, a, b, n = self.cfg, self.arrays, self.b, self.n
         dt = cfg.dt_s
+        t_ep = self.step_count * dt if self._events else None
         ceilings, supply_c, defer, release = self.decode(action)
         rows = self.trace.rows_at(self.time_s)
         # Interactive: Poisson requests. Batch: new work arrives at the trace rate; part is deferred.
@@ -164,8 +197,16 @@ class DatacenterCore:
         self.ceiling[:] = ceilings
         rack_power_frac = a.power_w.reshape(b, self.n_racks, -1).sum(axis=2) / self.rack_busy_w
         inlet = supply_c[:, None] + RECIRC_BASE_C + RECIRC_LOAD_C * np.minimum(rack_power_frac, 1.5)
+        if t_ep is not None:
+            inlet += events.inlet_offset_c(self._events, t_ep)[:, None]
         a.inlet_c[:] = inlet[:, self.rack].ravel()
-        a.pstate[:] = ceilings[:, self.rack].ravel()
+        if node_ceiling is None:
+            node_ceiling = self.node_ceiling
+        if node_ceiling is None:
+            a.pstate[:] = ceilings[:, self.rack].ravel()
+        else:
+            node = pstate_array(node_ceiling, (b, n), self.n_pstates, "node_ceiling")
+            a.pstate[:] = np.minimum(ceilings[:, self.rack], node).ravel()
         a.demand[:] = demand.ravel()
         a.mem_bound[:] = mem.ravel()
         self.kernel.step(dt)
@@ -174,7 +215,11 @@ class DatacenterCore:
         it_w = a.power_w.reshape(b, n).sum(axis=1)
         site = self.site
         ambient_c = site.ambient_c[rows]
+        if t_ep is not None:
+            ambient_c = ambient_c + events.ambient_offset_c(self._events, t_ep)
         cooling_w = sources.cooling_power_w(it_w, supply_c, ambient_c)
+        if t_ep is not None:
+            cooling_w = np.where(events.cooling_down(self._events, t_ep), 0.0, cooling_w)
         facility_w = it_w * (1.0 + sources.DATACENTER_COOLING.overhead_frac) + cooling_w
         solar_w = cfg.solar_kwp * 1000.0 * site.solar_frac[rows]
         grid_w = np.maximum(facility_w - solar_w, 0.0)
@@ -194,6 +239,7 @@ class DatacenterCore:
             "sla_violation_rate": viol_rate, "temp_die_max_c": a.temp_die_c.reshape(b, n).max(axis=1),
             "work_done": a.served.reshape(b, n).sum(axis=1), "deferred_work": self.pool.sum(axis=1),
             "batch_released": released + forced, "supply_c": supply_c.copy(),
+            "inlet_c": inlet.sum(axis=1) / self.n_racks,
         }
         self._fill_obs()
         return reward, tel
@@ -225,7 +271,10 @@ class DatacenterCore:
         has = (self.pool > 0).any(axis=1)
         g = self.obs[:, r * len(RACK_FIELDS):]
         g[:, 0] = self.supply_c
-        g[:, 1] = np.clip(site.ambient_c[rows], -30, 50)
+        ambient_c = site.ambient_c[rows]
+        if self._events:
+            ambient_c = ambient_c + events.ambient_offset_c(self._events, self.step_count * cfg.dt_s)
+        g[:, 1] = np.clip(ambient_c, -30, 50)
         g[:, 2] = np.minimum(ci[rows] / 1000.0, 2.0)
         g[:, 3] = np.minimum(f1 / 1000.0, 2.0)
         g[:, 4] = np.minimum(f3 / 1000.0, 2.0)
@@ -294,13 +343,33 @@ class DatacenterEnv(SingleCopyEnv):
     ## Info
     ``it_power_w``, ``cooling_w``, ``facility_w``, ``solar_w``, ``grid_w``, ``pue``, ``carbon_kg``,
     ``energy_kwh`` (facility, this step), ``carbon_g_per_kwh``, ``sla_violation_rate``,
-    ``temp_die_max_c``, ``work_done``, ``deferred_work``, ``batch_released``, ``supply_c``.
+    ``temp_die_max_c``, ``work_done``, ``deferred_work``, ``batch_released``, ``supply_c``,
+    ``inlet_c`` (mean rack inlet during the step, degC), ``events_active`` (kinds of the scenario
+    events active during the step).
+
+    ## Events
+    ``events`` (YAML list of :class:`powerrl.envs.events.EventSpec`, none by default) places
+    scenario events in episode time: s after the episode start, so each copy of a vector env
+    meets them at its own episode time. A step is affected when its start time falls in
+    ``[start_s, start_s + duration_s)``; overlapping events add (temperatures) or multiply
+    (factors). Keys of another kind are rejected.
+
+    * ``heat_wave``: rack inlets and the outside air (observed ``ambient_c``, and the economiser's
+      input) are ``delta_c`` (default 10) degC warmer.
+    * ``cooling_failure``: the CRAC is down (cooling power 0) and the rack inlets rise by
+      ``rise_c * (1 - exp(-(t - start_s) / tau_s))`` (``rise_c`` default 20 degC, ``tau_s``
+      default 120 s); after the event the excess decays back with the same time constant.
+    * ``demand_surge``: the offered load (the work arriving in each step) is multiplied by
+      ``factor`` (default 2, at most 10); the draws are those of the same seed without the surge.
+
+    ``grid_cut`` is rejected at config load: this env has no facility budget (ClusterBudget-v0 has).
 
     ## Arguments
     Fields of :class:`powerrl.envs.config.DatacenterConfig` as keywords, or ``config=``.
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version. Later added the opt-in ``events``; the default (none) leaves every
+      episode bitwise as before.
     """
 
     def __init__(self, config: DatacenterConfig | None = None, **overrides: Any) -> None:
@@ -315,7 +384,9 @@ class DatacenterEnv(SingleCopyEnv):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Apply ceilings, setpoint and deferral; advance ``dt_s`` seconds."""
-        return self._result(*self.core.step(np.asarray(action, dtype=np.float64).reshape(1, -1), self.np_random))
+        result = self._result(*self.core.step(np.asarray(action, dtype=np.float64).reshape(1, -1), self.np_random))
+        result[4]["events_active"] = self.core.events_active(0)
+        return result
 
 
 class DatacenterVectorEnv(BatchedVectorEnv):

@@ -63,3 +63,12 @@ def build_fleet(profile_name: str, n_units: int, units_per_server: int, classes:
     if backend not in ("c", "numpy"):
         raise ValueError(f"backend = {backend!r}: use 'c' or 'numpy'")
     return a, (NodeKernel(a) if backend == "c" else ReferenceKernel(a)), mem_base
+
+
+def pstate_array(x: np.ndarray, shape: tuple[int, int], n_pstates: int, name: str) -> np.ndarray:
+    """Integer P-state indices of ``shape`` from ``x``, clipped to ``[0, n_pstates - 1]``."""
+    arr = np.asarray(x)
+    if not np.issubdtype(arr.dtype, np.integer) or arr.size != shape[0] * shape[1]:
+        raise ValueError(f"{name} must be integer P-state indices of shape (n_copies, n_nodes) = {shape}, "
+                         f"got {arr.dtype} of shape {arr.shape}")
+    return np.clip(arr.reshape(shape), 0, n_pstates - 1)

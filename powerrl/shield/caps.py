@@ -1,0 +1,136 @@
+"""Cap shield: node power caps within a facility budget, power groups and reserves, whatever is requested.
+
+Per control period, from the caps a controller requests:
+
+1. each request is sanitised into [guaranteed base, max] (NaN reads as the base);
+2. rate limits bound the controller's own move (lifted while an emergency is handled);
+3. an announced budget cut (a grid operator's demand-response call: target and deadline) is phased
+   in linearly so that caps fit it ``grid_cut_margin_periods`` periods before the deadline;
+4. over-consumption -- measured power above the budget last period -- is an emergency: the power
+   nodes drew beyond their caps counts against every scope this period, so the excess is gone
+   within one period, and rate limits are lifted;
+5. :func:`powerrl.shield.budget.project_caps` fits the caps into every group, the Critical reserve
+   and the facility budget minus the emergency reserve, lowest priority first, without priority
+   inversion, dropping to emergency floors only where the bases do not fit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from powerrl.shield.budget import GroupLevel, PowerTopology, Projection, project_caps
+from powerrl.shield.config import ShieldConfig
+
+#: Relative tolerance on measured vs budget power before over-consumption is declared: float
+#: round-off in sums over thousands of nodes, not a physical margin.
+OVERCONSUMPTION_RTOL = 1e-9
+
+
+class CapShield:
+    """Budget shield of one facility of ``n`` nodes.
+
+    Args:
+        cfg: validated shield config (``budget``, ``rate_limits``, ``emergency``, ``period_s``).
+        idle_w, busy_w: each node's idle and busy power (W); bases and maxima are set between them
+            from ``cfg.budget.base_frac`` (by priority) and ``cfg.budget.max_frac``.
+        priority: each node's priority level (0 = Critical ... 4 = Background).
+        levels: power groups, innermost first (rack, then PDU), with their limits (W).
+    """
+
+    def __init__(self, cfg: ShieldConfig, idle_w: np.ndarray, busy_w: np.ndarray, priority: np.ndarray,
+                 levels: tuple[GroupLevel, ...] = ()) -> None:
+        self.cfg = cfg
+        bcfg = cfg.budget
+        idle = np.asarray(idle_w, dtype=np.float64)
+        dyn = np.asarray(busy_w, dtype=np.float64) - idle
+        prio = np.asarray(priority, dtype=np.int64)
+        base = idle + np.asarray(bcfg.base_frac)[prio] * dyn
+        # Emergency floors stop at idle power: a node cannot draw less while it is on.
+        self.topology = PowerTopology(priority=prio, base_w=base, max_w=idle + bcfg.max_frac * dyn, levels=levels,
+                                      emergency_cut=tuple(bcfg.emergency_cut),  # type: ignore[arg-type]
+                                      min_w=idle)
+        self.n = idle.size
+        self.prev_caps_w = self.topology.max_w.copy()
+        self.last_budget_w = math.inf
+        self._announce_start_s: float | None = None
+        self.last_projection: Projection | None = None
+
+    def reset(self) -> None:
+        """Forget the previous caps, budgets and announcements (caps back at the maxima)."""
+        self.prev_caps_w[:] = self.topology.max_w
+        self.last_budget_w = math.inf
+        self._announce_start_s = None
+        self.last_projection = None
+
+    def effective_budget_w(self, budget_w: float, time_s: float, announced_budget_w: float | None,
+                           deadline_s: float) -> tuple[float, bool]:
+        """Budget to plan for now (W) and whether an announced cut is being phased in."""
+        cfg = self.cfg
+        if cfg.budget.budget_w is not None:
+            budget_w = min(budget_w, cfg.budget.budget_w)
+        if announced_budget_w is None or not announced_budget_w < budget_w or not math.isfinite(deadline_s):
+            self._announce_start_s = None
+            return budget_w, False
+        if self._announce_start_s is None:
+            self._announce_start_s = time_s
+        # Caps set now hold for one period; be within the target margin periods before the deadline.
+        lead_s = cfg.period_s * (1 + cfg.emergency.grid_cut_margin_periods)
+        span_s = deadline_s - lead_s - self._announce_start_s
+        done = 1.0 if span_s <= 0 else min(1.0, max(0.0, (time_s - self._announce_start_s) / span_s))
+        if time_s + lead_s >= deadline_s:
+            done = 1.0
+        return budget_w + (announced_budget_w - budget_w) * done, True
+
+    def filter(self, requested_w: np.ndarray, measured_w: np.ndarray, budget_w: float, time_s: float = 0.0,
+               announced_budget_w: float | None = None, deadline_s: float = math.inf,
+               emergency: bool = False) -> tuple[np.ndarray, dict[str, int]]:
+        """Safe caps (W, ``[n]``) for the requested ones and ``{reason: nodes}``.
+
+        ``measured_w`` is each node's power over the last period (W), ``budget_w`` the facility
+        budget in force now, ``announced_budget_w``/``deadline_s`` an announced cut and the time it
+        takes effect (same clock as ``time_s``, s).
+        """
+        topo, cfg, events = self.topology, self.cfg, {}
+        req = np.asarray(requested_w, dtype=np.float64).reshape(self.n)
+        measured = np.nan_to_num(np.asarray(measured_w, dtype=np.float64).reshape(self.n), nan=0.0, posinf=0.0)
+        bad = ~np.isfinite(req) | (req < topo.base_w) | (req > topo.max_w)
+        if bad.any():
+            events["cap_clipped"] = int(bad.sum())
+        clipped = np.clip(np.where(np.isnan(req), topo.base_w, req), topo.base_w, topo.max_w)
+
+        overcons = bool(measured.sum() > self.last_budget_w * (1.0 + OVERCONSUMPTION_RTOL))
+        if overcons:
+            events["overconsumption"] = 1
+        plan_w, phasing = self.effective_budget_w(float(budget_w), time_s, announced_budget_w, deadline_s)
+        if phasing:
+            events["grid_cut"] = 1
+        lifted = emergency or overcons or phasing
+        target = clipped
+        if cfg.rate_limits.cap_frac > 0 and not lifted:
+            step = cfg.rate_limits.cap_frac * topo.max_w
+            target = np.clip(clipped, self.prev_caps_w - step, self.prev_caps_w + step)
+            moved = int(np.count_nonzero(target != clipped))
+            if moved:
+                events["cap_rate_limit"] = moved
+        overhead = np.maximum(measured - self.prev_caps_w, 0.0)
+        b = cfg.budget
+        proj = project_caps(target, topo, plan_w, reserve_w=b.reserve_frac * plan_w,
+                            critical_reserve_w=b.critical_reserve_frac * plan_w, overhead_w=overhead)
+        n_levels = len(topo.levels)
+        binding = proj.binding_level
+        for reason, hit in (("group_limit", (binding >= 0) & (binding < n_levels)),
+                            ("critical_reserve", binding == n_levels), ("budget", binding == n_levels + 1)):
+            count = int(np.count_nonzero(hit))
+            if count:
+                events[reason] = count
+        if proj.emergency.any():
+            events["emergency_floor"] = int(proj.emergency.sum())
+        if proj.infeasible:
+            events["infeasible"] = 1
+        self.prev_caps_w[:] = proj.caps_w
+        self.last_budget_w = float(budget_w) if cfg.budget.budget_w is None else min(float(budget_w),
+                                                                                     cfg.budget.budget_w)
+        self.last_projection = proj
+        return proj.caps_w, events

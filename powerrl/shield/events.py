@@ -1,0 +1,97 @@
+"""Why the shield acted: reason names, the unit filter's event bits, and per-reason counters.
+
+Every intervention is an event with a reason. Per decision the shield reports ``{reason: count}``
+(the number of units or nodes the reason applied to); :class:`ShieldCounters` accumulates them
+for logs and TensorBoard (``shield/<reason>``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+#: Event bits of ``powerrl/_core/shield_units.h`` (PR_SH_*), in bit order.
+UNIT_REASONS: tuple[str, ...] = (
+    "active",        # an active trip holds: more cooling requested (the action is unchanged)
+    "passive",       # the passive (step_wise) ceiling lowered the P-state
+    "hot",           # hot trip: forced to the floor P-state, alert
+    "critical",      # critical trip: work taken offline, alert
+    "predictive",    # the thermal model predicted a passive crossing within the horizon
+    "rate_limit",    # the controller moved faster than the rate limit
+    "out_of_range",  # the proposal was not a valid P-state
+    "sensor",        # unreadable temperature, handled as hot
+)
+#: Reasons raised by the cap (budget) shield and the watchdog.
+CAP_REASONS: tuple[str, ...] = (
+    "cap_clipped",       # requested cap outside [guaranteed base, max] or not a number
+    "cap_rate_limit",    # cap moved faster than the rate limit
+    "budget",            # caps cut to fit the facility budget (lowest priority first)
+    "critical_reserve",  # non-Critical caps cut to keep the Critical reserve free
+    "group_limit",       # caps cut to fit a power group (PDU, rack)
+    "emergency_floor",   # a scope needed emergency floors below the guaranteed bases
+    "infeasible",        # a scope is over its limit even at emergency floors (alert)
+    "overconsumption",   # measured power over the budget: emergency capping
+    "grid_cut",          # an announced budget cut is being shed before its deadline
+)
+WATCHDOG_REASONS: tuple[str, ...] = (
+    "invalid_action",     # NaN/inf or out-of-space action: the fallback decided
+    "stale_telemetry",    # telemetry older than the watchdog limit: the fallback decided
+    "controller_error",   # the controller raised: the fallback decided
+    "controller_timeout",  # the controller answered after its deadline: the fallback decided
+    "cooling_failure",    # a CRAC is down: prediction assumes a rising inlet
+    "thermal_alert",      # an external thermal alert: units forced to the floor P-state
+    "active_cooling",     # active trips lowered a CRAC supply setpoint (more cooling)
+)
+#: Reasons that are alerts for an operator, not just interventions.
+ALERT_REASONS = frozenset({"hot", "critical", "sensor", "infeasible", "overconsumption", "thermal_alert"})
+#: Reasons that do not change the action (so they are not interventions).
+NON_INTERVENTIONS = frozenset({"active", "cooling_failure"})
+ALL_REASONS: tuple[str, ...] = UNIT_REASONS + CAP_REASONS + WATCHDOG_REASONS
+
+
+def decode_unit_events(bits: np.ndarray) -> dict[str, int]:
+    """``{reason: number of units}`` from the unit filter's event bits (empty when none fired)."""
+    if not bits.any():
+        return {}
+    out: dict[str, int] = {}
+    for i, reason in enumerate(UNIT_REASONS):
+        count = int(np.count_nonzero(bits & (1 << i)))
+        if count:
+            out[reason] = count
+    return out
+
+
+def merge(into: dict[str, int], more: dict[str, int]) -> dict[str, int]:
+    """Add the counts of ``more`` into ``into`` (returns ``into``)."""
+    for key, value in more.items():
+        into[key] = into.get(key, 0) + value
+    return into
+
+
+class ShieldCounters:
+    """Per-reason totals over a run: units or nodes affected, and decisions (steps) affected."""
+
+    def __init__(self) -> None:
+        self.units: Counter[str] = Counter()
+        self.steps: Counter[str] = Counter()
+        self.decisions = 0
+        self.interventions = 0
+
+    def add(self, events: dict[str, int], intervened: bool) -> None:
+        """Count one decision's events."""
+        self.decisions += 1
+        self.interventions += int(intervened)
+        for reason, count in events.items():
+            self.units[reason] += count
+            self.steps[reason] += 1
+
+    def intervention_rate(self) -> float:
+        """Share of decisions where the shield changed the action."""
+        return self.interventions / self.decisions if self.decisions else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for logs: decisions, interventions, rate and per-reason step counts."""
+        return {"decisions": self.decisions, "interventions": self.interventions,
+                "intervention_rate": self.intervention_rate(), "by_reason": dict(sorted(self.steps.items()))}

@@ -1,0 +1,110 @@
+"""Watchdog: stale telemetry, bad actions and controller faults hand the decision to a fallback.
+
+The fallback is a registered controller (``WatchdogConfig.fallback``) or ``hold``, which repeats
+the last action the shield applied (the safe choice when nothing else is known: it already passed
+every check). Whatever decides, the shield's filter still has the last word.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from powerrl.control import Controller, controller_names, make_controller
+from powerrl.errors import ConfigError
+from powerrl.shield.config import WatchdogConfig
+
+HOLD = "hold"
+
+
+def action_is_valid(action: Any, space: spaces.Space) -> bool:
+    """True when ``action`` is finite and inside ``space`` (shape, bounds, integer values)."""
+    try:
+        arr = np.asarray(action)
+    except (TypeError, ValueError):
+        return False
+    if arr.dtype == object or arr.shape != (space.shape or arr.shape):
+        return False
+    if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+        return False
+    if isinstance(space, spaces.MultiDiscrete | spaces.Discrete):
+        if arr.dtype.kind == "f" and not np.array_equal(arr, np.round(arr)):
+            return False
+        n = space.nvec if isinstance(space, spaces.MultiDiscrete) else space.n
+        return bool(((arr >= 0) & (arr < n)).all())
+    if isinstance(space, spaces.Box):
+        return bool(((arr >= space.low) & (arr <= space.high)).all())
+    return bool(space.contains(arr))
+
+
+class Watchdog:
+    """Screens every decision and substitutes the fallback's when something is wrong.
+
+    Args:
+        cfg: watchdog settings (telemetry age limit, controller timeout, fallback name).
+        action_space: the action space decisions must lie in.
+        observation_space: passed to the fallback controller.
+        clock: monotonic clock in seconds (injectable for tests).
+    """
+
+    def __init__(self, cfg: WatchdogConfig, action_space: spaces.Space,
+                 observation_space: spaces.Space | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.cfg = cfg
+        self.action_space = action_space
+        self.clock = clock
+        self.fallback: Controller | None = None
+        if cfg.fallback != HOLD:
+            if cfg.fallback not in controller_names():
+                raise ConfigError("watchdog.fallback", cfg.fallback,
+                                  f"'{HOLD}' or a registered controller: " + ", ".join(controller_names()))
+            self.fallback = make_controller(cfg.fallback, action_space, observation_space)
+        self.last_safe: Any = None
+
+    def reset(self, seed: int | None = None, initial_action: Any = None) -> None:
+        """New episode: reseed the fallback; ``initial_action`` is what ``hold`` repeats first."""
+        if self.fallback is not None:
+            self.fallback.reset(seed)
+        self.last_safe = initial_action
+
+    def record_applied(self, action: Any) -> None:
+        """Remember the action the shield applied (what ``hold`` repeats)."""
+        self.last_safe = action
+
+    def fallback_action(self, observation: Any) -> Any:
+        """The fallback's decision for ``observation``."""
+        if self.fallback is not None:
+            return self.fallback.act(observation)
+        if self.last_safe is None:
+            raise RuntimeError("hold fallback has no applied action yet: call reset(initial_action=...) first")
+        return self.last_safe
+
+    def screen(self, action: Any, observation: Any, telemetry_age_s: float = 0.0) -> tuple[Any, dict[str, int]]:
+        """Pass ``action`` through, or the fallback's when telemetry is stale or the action is invalid."""
+        if telemetry_age_s > self.cfg.max_telemetry_age_s or not np.isfinite(telemetry_age_s):
+            return self.fallback_action(observation), {"stale_telemetry": 1}
+        if not action_is_valid(action, self.action_space):
+            return self.fallback_action(observation), {"invalid_action": 1}
+        return action, {}
+
+    def decide(self, controller: Controller, observation: Any, telemetry_age_s: float = 0.0
+               ) -> tuple[Any, dict[str, int]]:
+        """Ask ``controller``; an exception or a late answer (``controller_timeout_s``) goes to the fallback.
+
+        Python cannot pre-empt a call, so a slow controller still runs to its end; its late answer
+        is discarded and the fallback's is used for this period.
+        """
+        if telemetry_age_s > self.cfg.max_telemetry_age_s or not np.isfinite(telemetry_age_s):
+            return self.fallback_action(observation), {"stale_telemetry": 1}
+        start = self.clock()
+        try:
+            action = controller.act(observation)
+        except Exception:  # noqa: BLE001 - any controller fault must fall back, never stop the loop
+            return self.fallback_action(observation), {"controller_error": 1}
+        if self.clock() - start > self.cfg.controller_timeout_s:
+            return self.fallback_action(observation), {"controller_timeout": 1}
+        return self.screen(action, observation)
