@@ -181,7 +181,7 @@ class ReferenceDVFSStepper:
 
 # -- the thermal shield's unit filter (shield_units.h) -------------------------------------------
 SH_ACTIVE, SH_PASSIVE, SH_HOT, SH_CRITICAL = 1, 2, 4, 8
-SH_PREDICTIVE, SH_RATE_LIMIT, SH_OUT_OF_RANGE, SH_SENSOR = 16, 32, 64, 128
+SH_PREDICTIVE, SH_RATE_LIMIT, SH_OUT_OF_RANGE, SH_SENSOR, SH_THERMAL_CAP = 16, 32, 64, 128, 256
 
 
 def shield_units_reference(b: Any, commit: bool = True) -> None:
@@ -235,7 +235,17 @@ def shield_units_reference(b: Any, commit: bool = True) -> None:
     ev |= np.where(use, SH_PREDICTIVE, 0)
     q = np.where(use, qp, q)
 
+    # Thermal power cap: the same prediction solved for the power that stays under cap_limit_c.
+    decay = b.sink_decay
+    gain = b.r_sink_c_per_w * (1.0 - decay) + b.r_die_c_per_w
+    room = b.cap_limit_c - (b.inlet_c + b.inlet_rise_c) * (1.0 - decay) - sink_now[:, 0] * decay
+    with np.errstate(invalid="ignore"):
+        safe = np.where(ok & (decay < 1.0), np.where(room > 0.0, room / gain, 0.0), np.inf)
+        capped = safe < b.max_power_w
+    ev |= np.where(capped, SH_THERMAL_CAP, 0)
+
     b.applied[:] = q
+    b.cap_w[:] = np.where(capped, safe, np.inf)
     b.events[:] = ev
     b.offline[:] = critical_on
     if commit:

@@ -13,7 +13,9 @@ cdef extern from "shield_units.h" nogil:
         int32_t max_step_up
         int32_t max_step_down
         double predict_limit_c
+        double cap_limit_c
         const double *full_power_w
+        const double *max_power_w
         const double *r_die_c_per_w
         const double *r_sink_c_per_w
         const double *sink_decay
@@ -36,6 +38,7 @@ cdef extern from "shield_units.h" nogil:
         int32_t *applied
         uint32_t *events
         uint8_t *offline
+        double *cap_w
 
     void pr_shield_units(const pr_shield_params *p, pr_shield_state *st, const pr_shield_inputs *inp,
                          pr_shield_outputs *out, int64_t n, int commit)

@@ -47,7 +47,9 @@ cdef class ShieldUnitsKernel:
         self.p.max_step_up = b.max_step_up
         self.p.max_step_down = b.max_step_down
         self.p.predict_limit_c = b.predict_limit_c
+        self.p.cap_limit_c = b.cap_limit_c
         self.p.full_power_w = <const double *> _ptr(b, "full_power_w", np.float64, (n, k))
+        self.p.max_power_w = <const double *> _ptr(b, "max_power_w", np.float64, (n,))
         self.p.r_die_c_per_w = <const double *> _ptr(b, "r_die_c_per_w", np.float64, (n,))
         self.p.r_sink_c_per_w = <const double *> _ptr(b, "r_sink_c_per_w", np.float64, (n,))
         self.p.sink_decay = <const double *> _ptr(b, "sink_decay", np.float64, (n,))
@@ -64,6 +66,7 @@ cdef class ShieldUnitsKernel:
         self.out.applied = <int32_t *> _ptr(b, "applied", np.int32, (n,))
         self.out.events = <uint32_t *> _ptr(b, "events", np.uint32, (n,))
         self.out.offline = <uint8_t *> _ptr(b, "offline", np.uint8, (n,))
+        self.out.cap_w = <double *> _ptr(b, "cap_w", np.float64, (n,))
 
     def run(self, bint commit=True):
         """Filter every unit's proposal into ``applied``/``events``/``offline``; ``commit`` updates the state."""

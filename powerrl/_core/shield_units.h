@@ -11,7 +11,11 @@
  *   2. a predictive throttle: the highest P-state whose worst-case (full-load) power keeps the
  *      modelled die temperature below the lowest passive trip over the horizon;
  *   3. rate limits on the controller's own moves (lifted in emergencies; never on the shield's
- *      own reductions, which act at once).
+ *      own reductions, which act at once);
+ *   4. a thermal power cap, the hard guarantee: P-states alone cannot bound the power of
+ *      memory-bound work (it barely scales with frequency), so whenever even the unit's maximum
+ *      power could take the die over the cap limit (hot trip minus its hysteresis) within the
+ *      horizon, the unit gets the largest power cap that keeps it under (RAPL-like).
  * A NaN temperature reads as a failed sensor and is handled as a hot trip.
  *
  * Allocation-free, no Python, no global state; powerrl/_core/_reference.py holds the NumPy twin
@@ -38,6 +42,7 @@
 #define PR_SH_RATE_LIMIT (1u << 5)   /* the controller's move was larger than the rate limit */
 #define PR_SH_OUT_OF_RANGE (1u << 6) /* the proposal was not a valid P-state index */
 #define PR_SH_SENSOR (1u << 7)       /* temperature unreadable (NaN): handled as hot */
+#define PR_SH_THERMAL_CAP (1u << 8)  /* a power cap keeps the die under the hot trip */
 
 typedef struct {
     int32_t n_trips;
@@ -49,7 +54,9 @@ typedef struct {
     int32_t max_step_up;           /* P-states per period the controller may rise; <= 0: no limit */
     int32_t max_step_down;         /* P-states per period the controller may fall; <= 0: no limit */
     double predict_limit_c;        /* die temperature the prediction must stay under (lowest passive) */
-    const double *full_power_w;    /* [n * n_pstates] worst-case unit power at each P-state */
+    double cap_limit_c;            /* die temperature the thermal cap guarantees (hot - hysteresis) */
+    const double *full_power_w;    /* [n * n_pstates] full-load compute-bound unit power per P-state */
+    const double *max_power_w;     /* [n] the most power any work can draw (busy power) */
     const double *r_die_c_per_w;   /* [n] */
     const double *r_sink_c_per_w;  /* [n] */
     const double *sink_decay;      /* [n] exp(-horizon / tau_sink); 1 disables the prediction */
@@ -75,6 +82,7 @@ typedef struct {
     int32_t *applied;              /* [n] P-state to apply */
     uint32_t *events;              /* [n] PR_SH_* bits */
     uint8_t *offline;              /* [n] 1 while a critical trip holds */
+    double *cap_w;                 /* [n] thermal power cap, +inf when none is needed */
 } pr_shield_outputs;
 
 /* Highest P-state q <= q_hi whose worst-case power keeps the die under the limit at the horizon:
@@ -95,6 +103,19 @@ static inline int32_t pr_shield_predict(const pr_shield_params *p, int64_t i, in
         if (die < p->predict_limit_c) break;
     }
     return q;
+}
+
+/* Largest power keeping the die under limit_c at the horizon (same model as pr_shield_predict, solved
+ * for P: the prediction is linear in P); +inf when the sensor is unreadable or nothing is predicted. */
+static inline double pr_shield_safe_power(const pr_shield_params *p, int64_t i, double temp, double power,
+                                          double inlet) {
+    const double decay = p->sink_decay[i];
+    if (decay >= 1.0 || !(temp == temp)) return INFINITY;
+    const double r_die = p->r_die_c_per_w[i];
+    const double sink_now = temp - power * r_die;
+    const double gain = p->r_sink_c_per_w[i] * (1.0 - decay) + r_die;
+    const double room = p->cap_limit_c - inlet * (1.0 - decay) - sink_now * decay;
+    return room > 0.0 ? room / gain : 0.0;
 }
 
 /* Filter n units. With commit = 0 nothing in st changes (used to compute action masks). */
@@ -173,7 +194,16 @@ static inline void pr_shield_units(const pr_shield_params *p, pr_shield_state *s
             }
         }
 
+        /* 4. Thermal power cap: only where the most power any work can draw could overheat. */
+        double cap = INFINITY;
+        const double safe = pr_shield_safe_power(p, i, temp, in->power_w[i], in->inlet_c[i] + in->inlet_rise_c[i]);
+        if (safe < p->max_power_w[i]) {
+            cap = safe;
+            ev |= PR_SH_THERMAL_CAP;
+        }
+
         out->applied[i] = q;
+        out->cap_w[i] = cap;
         out->events[i] = ev;
         out->offline[i] = (uint8_t)critical_on;
         if (commit) {

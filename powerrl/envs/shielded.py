@@ -89,11 +89,10 @@ class _Adapter:
     def inlet_c(self) -> np.ndarray:
         return self.core.arrays.inlet_c
 
-    def set_offline(self, offline: np.ndarray) -> None:
-        """Critical trips: stall the unit's work (a cap under idle power serves nothing, drawing idle)."""
+    def apply_unit_caps(self, d: Decision) -> None:
+        """Thermal power caps per unit, and critical trips: a cap under idle power stalls the unit's work."""
         a = self.core.arrays
-        if offline.any() or np.isfinite(a.cap_w).any():
-            a.cap_w[:] = np.where(offline, 0.0, np.inf)
+        a.cap_w[:] = np.where(d.offline, 0.0, d.thermal_cap_w)
 
     def initial_action(self) -> np.ndarray:
         """What ``hold`` repeats before any action was applied: the env's own reset state."""
@@ -121,7 +120,7 @@ class _NodeDVFSAdapter(_Adapter):
 
     def filter(self, actions: np.ndarray) -> tuple[np.ndarray, Decision]:
         d = self.shield.filter(self.telemetry(), np.asarray(actions).reshape(-1))
-        self.set_offline(d.offline)
+        self.apply_unit_caps(d)
         return d.pstate.reshape(self.b, self.core.k).astype(np.int64), d
 
     def masks(self) -> np.ndarray:
@@ -201,7 +200,7 @@ class _DatacenterAdapter(_Adapter):
         proposed = ceilings[:, core.rack].reshape(-1)
         d = self.shield.filter(self.telemetry(), proposed)
         core.node_ceiling = d.pstate.reshape(core.b, core.n)
-        self.set_offline(d.offline)
+        self.apply_unit_caps(d)
         wants_cooling = d.cooling_request.reshape(core.b, core.n).any(axis=1)
         if wants_cooling.any():
             cfg = core.cfg
@@ -236,7 +235,7 @@ def _bind_config(shield: ShieldConfig | str | dict[str, Any] | None, dt_s: float
                                                                                 controller_timeout_s=timeout))
 
 
-class ShieldedEnv(gym.Wrapper):
+class ShieldedEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """A powerrl simulator env behind the safety shield.
 
     Args:
@@ -246,7 +245,8 @@ class ShieldedEnv(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env, shield: ShieldConfig | str | dict[str, Any] | None = None) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, shield=shield)
+        gym.Wrapper.__init__(self, env)
         core = env.unwrapped.core  # type: ignore[attr-defined]
         self.shield_config = _bind_config(shield, core.cfg.dt_s, core.arrays.n_pstates, str(env.unwrapped.spec.id
                                           if env.unwrapped.spec else type(env.unwrapped).__name__))

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from powerrl.shield.budget import GroupLevel, PowerTopology, Projection, project_caps
+from powerrl.shield.budget import GroupLevel, PowerTopology, Projection, count_priority_inversions, project_caps
 from powerrl.shield.config import ShieldConfig
 
 #: Relative tolerance on measured vs budget power before over-consumption is declared: float
@@ -56,6 +56,7 @@ class CapShield:
         self.last_budget_w = math.inf
         self._announce_start_s: float | None = None
         self.last_projection: Projection | None = None
+        self.last_request_w = self.prev_caps_w.copy()
 
     def reset(self) -> None:
         """Forget the previous caps, budgets and announcements (caps back at the maxima)."""
@@ -120,11 +121,13 @@ class CapShield:
                             critical_reserve_w=b.critical_reserve_frac * plan_w, overhead_w=overhead)
         n_levels = len(topo.levels)
         binding = proj.binding_level
+        # Without a Critical reserve the non-Critical scope is just the budget seen by non-Critical nodes.
+        reserve_reason = "critical_reserve" if b.critical_reserve_frac > 0 else "budget"
         for reason, hit in (("group_limit", (binding >= 0) & (binding < n_levels)),
-                            ("critical_reserve", binding == n_levels), ("budget", binding == n_levels + 1)):
+                            (reserve_reason, binding == n_levels), ("budget", binding == n_levels + 1)):
             count = int(np.count_nonzero(hit))
             if count:
-                events[reason] = count
+                events[reason] = events.get(reason, 0) + count
         if proj.emergency.any():
             events["emergency_floor"] = int(proj.emergency.sum())
         if proj.infeasible:
@@ -133,4 +136,11 @@ class CapShield:
         self.last_budget_w = float(budget_w) if cfg.budget.budget_w is None else min(float(budget_w),
                                                                                      cfg.budget.budget_w)
         self.last_projection = proj
+        self.last_request_w = target
         return proj.caps_w, events
+
+    def priority_inversions(self) -> int:
+        """Priority inversions in the last decision (:func:`powerrl.shield.budget.count_priority_inversions`)."""
+        if self.last_projection is None:
+            return 0
+        return count_priority_inversions(self.last_request_w, self.last_projection, self.topology)

@@ -192,6 +192,18 @@ class ShieldConfig:
             raise ConfigError("floor_pstate", self.floor_pstate,
                               f"a P-state index below {n_pstates} (the P-states of {target})", source)
 
+    def cap_limit_c(self) -> float:
+        """Die temperature the thermal power cap guarantees: the lowest hot trip minus its hysteresis.
+
+        Zones without a hot trip use their critical trip.
+        """
+        limits = []
+        for zone in self.zones.values():
+            trip = next((t for t in zone.trips if t.type == "hot"), None) or \
+                next(t for t in zone.trips if t.type == "critical")
+            limits.append(trip.temp_c - trip.hyst_c)
+        return float(min(limits))
+
     def passive_limit_c(self) -> float:
         """Lowest passive trip over every zone (the prediction's limit); the lowest hot trip if none."""
         temps = [z.temp_of("passive") for z in self.zones.values()]

@@ -22,6 +22,7 @@ UNIT_REASONS: tuple[str, ...] = (
     "rate_limit",    # the controller moved faster than the rate limit
     "out_of_range",  # the proposal was not a valid P-state
     "sensor",        # unreadable temperature, handled as hot
+    "thermal_cap",   # a power cap keeps the die under the hot trip (work P-states cannot cool)
 )
 #: Reasons raised by the cap (budget) shield and the watchdog.
 CAP_REASONS: tuple[str, ...] = (

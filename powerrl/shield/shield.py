@@ -57,9 +57,16 @@ class Telemetry:
 
 @dataclass
 class Decision:
-    """What the shield lets through: P-states per unit, caps per node, and why it changed anything."""
+    """What the shield lets through, and why it changed anything.
+
+    ``pstate``: P-state per unit; ``thermal_cap_w``: power cap per unit from the thermal shield (W,
+    inf = none); ``cap_w``: budget caps ``[n_facilities, n_nodes]`` (W) when caps were proposed;
+    ``offline``: units whose work must stop (critical trip); ``cooling_request``: units with an
+    active trip.
+    """
 
     pstate: np.ndarray
+    thermal_cap_w: np.ndarray
     cap_w: np.ndarray | None
     offline: np.ndarray
     cooling_request: np.ndarray
@@ -69,8 +76,9 @@ class Decision:
 
     @property
     def intervened(self) -> bool:
-        """True when the shield changed any P-state or cap."""
-        return bool(self.pstate_changed.any() or (self.cap_changed is not None and self.cap_changed.any()))
+        """True when the shield changed any P-state or cap, or imposed a thermal cap."""
+        return bool(self.pstate_changed.any() or (self.cap_changed is not None and self.cap_changed.any())
+                    or "thermal_cap" in self.events)
 
 
 class Shield:
@@ -130,7 +138,7 @@ class Shield:
                                                                     else 1)
             if failing:
                 events["cooling_failure"] = failing
-        applied, offline, unit_events = self.thermal.filter(
+        applied, offline, thermal_cap_w, unit_events = self.thermal.filter(
             proposed, tel.temp_c, tel.unit_power_w, tel.inlet_c, self._emergency(tel, emergency), tel.cooling_failure)
         if unit_events:
             events.update(unit_events)
@@ -147,8 +155,9 @@ class Shield:
                     f.buffers.last_applied[:] = applied
                 if forced.any():
                     events["hot"] = events.get("hot", 0) + int(forced.sum())
-        decision = Decision(pstate=applied, cap_w=None, offline=offline, cooling_request=cooling_request,
-                            pstate_changed=applied != proposed, cap_changed=None, events=events)
+        decision = Decision(pstate=applied, thermal_cap_w=thermal_cap_w.copy(), cap_w=None, offline=offline,
+                            cooling_request=cooling_request, pstate_changed=applied != proposed, cap_changed=None,
+                            events=events)
         if cap_w is not None and self.caps:
             self._filter_caps(tel, np.asarray(cap_w, dtype=np.float64), decision)
         return decision
@@ -167,6 +176,8 @@ class Shield:
             ann = None if math.isnan(announced[f]) else float(announced[f])
             out[f], ev = shield.filter(req[f], measured[f], float(budget[f]), float(times[f]), ann, float(deadline[f]))
             merge(decision.events, ev)
+        # A node's cap is also its thermal cap where the thermal shield set one (units are nodes here).
+        np.minimum(out, decision.thermal_cap_w.reshape(out.shape), out=out)
         decision.cap_w = out
         clipped_req = np.where(np.isfinite(req), req, np.nan)
         decision.cap_changed = ~(np.abs(out - clipped_req) <= CAP_TOL_W)

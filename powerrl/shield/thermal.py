@@ -27,12 +27,15 @@ from powerrl.shield.events import decode_unit_events
 class UnitModel:
     """Thermal and worst-case power model of each unit, for the predictive throttle.
 
-    ``full_power_w``: ``[n_units, n_pstates]`` power at full load of a compute-bound workload (the
-    most power any work can draw at that P-state, W); ``r_die_c_per_w``/``r_sink_c_per_w``
-    (degC/W) and ``tau_sink_s`` (s) of the two-stage RC model (docs/model.md).
+    ``full_power_w``: ``[n_units, n_pstates]`` power at full load of a compute-bound workload at each
+    P-state (W), what the predictive P-state throttle plans with; ``max_power_w``: ``[n_units]`` the
+    most power any work can draw (busy power: memory-bound work keeps it at low P-states), what the
+    thermal power cap guards against; ``r_die_c_per_w``/``r_sink_c_per_w`` (degC/W) and
+    ``tau_sink_s`` (s) of the two-stage RC model (docs/model.md).
     """
 
     full_power_w: np.ndarray
+    max_power_w: np.ndarray
     r_die_c_per_w: np.ndarray
     r_sink_c_per_w: np.ndarray
     tau_sink_s: np.ndarray
@@ -48,6 +51,7 @@ class UnitModel:
         full = profile.idle_w + (profile.busy_w - profile.idle_w) * (w + (1.0 - w) * h)
         div = float(units_per_server)
         return cls(full_power_w=np.tile(full / div, (n_units, 1)),
+                   max_power_w=np.full(n_units, profile.busy_w / div),
                    r_die_c_per_w=np.full(n_units, profile.r_die_c_per_w * div),
                    r_sink_c_per_w=np.full(n_units, profile.r_sink_c_per_w * div),
                    tau_sink_s=np.full(n_units, profile.tau_sink_s))
@@ -61,8 +65,10 @@ class ZoneFilter:
         trips = [(t.type, t.temp_c, t.hyst_c) for t in cfg.zones[zone].trips]
         self.buffers = b = ShieldBuffers.allocate(
             n, k, trips, floor_pstate=cfg.floor_pstate, max_step_up=cfg.rate_limits.pstate_up,
-            max_step_down=cfg.rate_limits.pstate_down, predict_limit_c=cfg.passive_limit_c())
+            max_step_down=cfg.rate_limits.pstate_down, predict_limit_c=cfg.passive_limit_c(),
+            cap_limit_c=cfg.cap_limit_c())
         b.full_power_w[:] = model.full_power_w
+        b.max_power_w[:] = model.max_power_w
         b.r_die_c_per_w[:] = model.r_die_c_per_w
         b.r_sink_c_per_w[:] = model.r_sink_c_per_w
         # The prediction must reach at least the next decision: a horizon shorter than the period
@@ -138,13 +144,15 @@ class ThermalShield:
 
     def filter(self, proposed: np.ndarray, temp_c: np.ndarray | dict[str, np.ndarray], power_w: np.ndarray,
                inlet_c: np.ndarray, emergency: np.ndarray | bool = False,
-               cooling_failure: np.ndarray | bool = False) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+               cooling_failure: np.ndarray | bool = False
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
         """Filter proposed P-states (``[n_units]`` ints) into safe ones.
 
         ``temp_c`` is the zone temperature per unit (degC; a dict by zone name when there are several
         zones; NaN = unreadable), ``power_w`` the unit power over the last period (W), ``inlet_c`` the
-        inlet temperature (degC). Returns ``(applied, offline, events)``: applied P-states, units whose
-        work must go offline (critical trip), and ``{reason: units}``.
+        inlet temperature (degC). Returns ``(applied, offline, cap_w, events)``: applied P-states, units
+        whose work must go offline (critical trip), thermal power caps (W, inf = none) and
+        ``{reason: units}``.
         """
         applied = np.asarray(proposed)
         events: dict[str, int] = {}
@@ -154,8 +162,10 @@ class ThermalShield:
                        emergency, cooling_failure)
             f.buffers.proposed[:] = applied
             f.run()
-            return f.buffers.applied, f.buffers.offline.view(bool), decode_unit_events(f.buffers.events)
+            b = f.buffers
+            return b.applied, b.offline.view(bool), b.cap_w, decode_unit_events(b.events)
         offline = np.zeros(self.n_units, dtype=bool)
+        cap_w = np.full(self.n_units, np.inf)
         for i, f in enumerate(self.filters):
             temps = temp_c[self.zone_names[i]] if isinstance(temp_c, dict) else temp_c
             self._load(f, temps, power_w, inlet_c, emergency if i == 0 else True, cooling_failure)
@@ -163,12 +173,13 @@ class ThermalShield:
             f.run()
             applied = f.buffers.applied
             offline |= f.buffers.offline.astype(bool)
+            np.minimum(cap_w, f.buffers.cap_w, out=cap_w)
             for reason, count in decode_unit_events(f.buffers.events).items():
                 events[reason] = max(events.get(reason, 0), count)
         if len(self.filters) > 1:
             for f in self.filters:
                 f.buffers.last_applied[:] = applied
-        return applied, offline, events
+        return applied, offline, cap_w, events
 
     def bounds(self, temp_c: np.ndarray | dict[str, np.ndarray], power_w: np.ndarray, inlet_c: np.ndarray,
                emergency: np.ndarray | bool = False, cooling_failure: np.ndarray | bool = False

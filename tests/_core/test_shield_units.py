@@ -14,8 +14,9 @@ TRIPS = [("active", 70.0, 3.0), ("passive", 80.0, 3.0), ("hot", 90.0, 2.0), ("cr
 
 def _buffers(n: int, k: int = 6, rng: np.random.Generator | None = None, **kw: int) -> ShieldBuffers:
     rng = rng or np.random.default_rng(0)
-    b = ShieldBuffers.allocate(n, k, TRIPS, predict_limit_c=80.0, **kw)
+    b = ShieldBuffers.allocate(n, k, TRIPS, predict_limit_c=80.0, cap_limit_c=88.0, **kw)
     b.full_power_w[:] = np.sort(rng.uniform(100, 350, (n, k)), axis=1)
+    b.max_power_w[:] = b.full_power_w[:, -1] * rng.uniform(1.0, 1.3, n)
     b.r_die_c_per_w[:] = 0.05
     b.r_sink_c_per_w[:] = 0.12
     b.sink_decay[:] = np.where(rng.random(n) < 0.8, np.exp(-3.0 / 18.0), 1.0)
@@ -48,6 +49,7 @@ def test_c_filter_matches_numpy_twin_over_random_trajectories(limits: tuple[int,
         ref.shield_units_reference(b_np, commit)
         for name in ("applied", "events", "offline", "trip_on", "ceiling", "last_applied"):
             np.testing.assert_array_equal(getattr(b_c, name), getattr(b_np, name), err_msg=f"{name} at step {step}")
+        np.testing.assert_allclose(b_c.cap_w, b_np.cap_w, rtol=1e-12, err_msg=f"cap_w at step {step}")
         np.testing.assert_array_equal(b_c.last_temp_c, b_np.last_temp_c)
 
 
@@ -130,3 +132,25 @@ def test_kernel_rejects_wrong_buffers() -> None:
     b.temp_c = np.zeros(3, dtype=np.float32)
     with pytest.raises(ValueError, match="temp_c"):
         ShieldUnitsKernel(b)
+
+
+def test_thermal_cap_keeps_memory_bound_power_under_the_hot_trip() -> None:
+    b = _buffers(1, k=4)
+    b.full_power_w[0] = [100.0, 200.0, 300.0, 400.0]
+    b.max_power_w[:] = 450.0
+    b.sink_decay[:] = 0.0  # steady state
+    kernel = ShieldUnitsKernel(b)
+    b.proposed[:] = 0
+    b.temp_c[:] = 60.0
+    b.power_w[:] = 100.0
+    b.inlet_c[:] = 40.0
+    kernel.run()
+    # steady die = 40 + P * 0.17 <= 88 -> P <= 282.35 W, below the 450 W any work can draw
+    assert b.cap_w[0] == pytest.approx(48.0 / 0.17)
+    assert b.events[0] & ref.SH_THERMAL_CAP
+    b.inlet_c[:] = 20.0  # (88 - 20) / 0.17 = 400 W: still under 450 W
+    kernel.run()
+    assert b.cap_w[0] == pytest.approx(400.0)
+    b.inlet_c[:] = 10.0  # 458 W: no cap needed
+    kernel.run()
+    assert b.cap_w[0] == np.inf and not b.events[0] & ref.SH_THERMAL_CAP

@@ -43,9 +43,9 @@ def _tel(temp: list[float], inlet: list[float], cooling: bool) -> Telemetry:
     return Telemetry(temp_c=t, unit_power_w=power, inlet_c=np.array(inlet), cooling_failure=cooling)
 
 
-def _predicted_die(shield: Shield, tel: Telemetry, q: np.ndarray) -> np.ndarray:
+def _predicted_die(shield: Shield, tel: Telemetry, q: np.ndarray, power_w: np.ndarray | None = None) -> np.ndarray:
     b = shield.thermal.filters[0].buffers
-    pw = b.full_power_w[np.arange(q.size), q]
+    pw = b.full_power_w[np.arange(q.size), q] if power_w is None else power_w
     sink_now = tel.temp_c - tel.unit_power_w * b.r_die_c_per_w  # type: ignore[operator]
     target = tel.inlet_c + b.inlet_rise_c + pw * b.r_sink_c_per_w
     return target + (sink_now - target) * b.sink_decay + pw * b.r_die_c_per_w
@@ -84,6 +84,12 @@ def test_filtered_pstates_satisfy_every_invariant(case: tuple[ShieldConfig, list
             above = (q > cfg.floor_pstate) & ~nan
             die = _predicted_die(shield, tel, q)
             assert (die[above] < limit_c).all(), "predicted to cross passive at the applied P-state"
+            # Whatever the work, the power the thermal cap allows keeps the die under hot - hysteresis.
+            b = shield.thermal.filters[0].buffers
+            allowed = np.minimum(b.max_power_w, decision.thermal_cap_w)
+            worst = _predicted_die(shield, tel, q, allowed)
+            room = ~nan & (decision.thermal_cap_w > 0)
+            assert (worst[room] <= cfg.cap_limit_c() + 1e-9).all(), "thermal cap lets the die over the hot trip"
 
 
 @given(st.lists(st.tuples(st.floats(20.0, 120.0), st.integers(0, K - 1)), min_size=1, max_size=30))
