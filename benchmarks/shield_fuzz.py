@@ -9,7 +9,7 @@ inversions. Then the all_max adversary runs once more without the shield in ever
 show what the shield prevented.
 
 Usage: python benchmarks/shield_fuzz.py [--scale 1.0] [--seed 0] [--shield default]
-``--scale`` multiplies the copies per cell (1.0 = about 4.2 million env steps, a few minutes).
+``--scale`` multiplies the copies per cell (1.0 = about 3.4 million env steps, a minute or two).
 """
 
 from __future__ import annotations
@@ -21,17 +21,15 @@ import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from powerrl.envs.stress import FULL_MATRIX, SCENARIOS, StressResult, run_matrix, run_stress  # noqa: E402
-
-
-def _row(r: StressResult) -> str:
-    return (f"{r.env_id.removeprefix('powerrl/'):17s} {r.scenario:16s} {r.controller:22s} {r.steps:>10,d} "
-            f"{r.interventions / max(r.steps, 1):>8.1%} {r.max_temp_c:>8.1f} {r.hot_exceedances:>9,d} "
-            f"{r.budget_overshoot_steps:>9,d} {r.budget_violations:>9,d} {r.priority_inversions:>9,d}")
-
-
-HEADER = (f"{'env':17s} {'scenario':16s} {'controller':22s} {'steps':>10s} {'shielded':>8s} {'max degC':>8s} "
-          f"{'hot exc.':>9s} {'over':>9s} {'over>1':>9s} {'inversions':>9s}")
+from powerrl.envs.stress import (  # noqa: E402
+    FULL_MATRIX,
+    SCENARIOS,
+    TABLE_HEADER,
+    run_matrix,
+    run_stress,
+    summary,
+    table_row,
+)
 
 
 def main() -> int:
@@ -46,25 +44,18 @@ def main() -> int:
     t0 = time.perf_counter()
     results = run_matrix(sizes, seed=args.seed, shield=args.shield)
     wall = time.perf_counter() - t0
-    print(HEADER)
+    print(TABLE_HEADER)
     for r in results:
-        print(_row(r))
-    steps = sum(r.steps for r in results)
-    hot = sum(r.hot_exceedances for r in results)
-    over = sum(r.budget_violations for r in results)
-    inv = sum(r.priority_inversions for r in results)
-    max_t = max(r.max_temp_c for r in results)
-    print(f"\ntotal: {steps:,d} env steps in {wall:.0f} s; hottest die {max_t:.1f} degC (hot trip "
-          f"{results[0].hot_trip_c:.0f} degC); hot-trip exceedances {hot}; budget over for more than one period "
-          f"{over}; priority inversions {inv}")
+        print(table_row(r))
+    print("\n" + summary(results, wall))
     print("\nthe all_max adversary without the shield:")
-    print(HEADER)
+    print(TABLE_HEADER)
     for env_id, (copies, n_steps) in sizes.items():
         for scenario in SCENARIOS:
             r = run_stress(env_id, scenario, "all_max", max(1, copies // 4), n_steps, seed=args.seed, shielded=False)
             if r is not None:
-                print(_row(r))
-    return 1 if hot or over or inv else 0
+                print(table_row(r))
+    return 1 if any(r.violations for r in results) else 0
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "powerrl.model.cli",
     "powerrl.envs.cli",
     "powerrl.hw.cli",
+    "powerrl.shield_cli",
 )
 
 

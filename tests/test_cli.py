@@ -17,7 +17,7 @@ def subcommands() -> list[str]:
 
 
 def test_expected_subcommands_exist() -> None:
-    assert {"config", "calibrate", "envs", "simulate", "docs", "hw"} <= set(subcommands())
+    assert {"config", "calibrate", "envs", "simulate", "docs", "hw", "shield"} <= set(subcommands())
 
 
 @pytest.mark.parametrize("name", subcommands())
@@ -32,6 +32,9 @@ def test_every_subcommand_has_help(name: str, capsys: pytest.CaptureFixture[str]
     (["simulate", "--day", "40"], "--day = 40"),
     (["simulate", "--profile", "no-such-server"], "profile = 'no-such-server'"),
     (["calibrate", "--result-id", "nope"], "nope"),
+    (["shield", "show", "no-such-shield"], "shield = 'no-such-shield'"),
+    (["shield", "fuzz", "--scale", "0"], "--scale = 0.0"),
+    (["shield", "fuzz", "--steps", "0"], "--steps = 0"),
 ])
 def test_bad_arguments_give_one_line_and_status_2(argv: list[str], fragment: str,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
@@ -45,3 +48,21 @@ def test_console_script_runs_as_module() -> None:
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert "powerrl/NodeDVFS-v0" in out.stdout and "powerrl/Datacenter-v0" in out.stdout
+
+
+def test_shield_show_prints_a_config_that_loads(tmp_path: pytest.TempPathFactory,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from powerrl.shield.config import load_shield_config, resolve_shield_config
+
+    assert main(["shield", "show", "strict"]) == 0
+    path = tmp_path / "mine.yaml"  # type: ignore[operator]
+    path.write_text(capsys.readouterr().out)
+    assert load_shield_config(path) == resolve_shield_config("strict")
+
+
+def test_shield_fuzz_runs_a_cell_and_reports_zero_violations(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["shield", "fuzz", "--env", "powerrl/NodeDVFS-v0", "--scenario", "cooling_failure",
+            "--controller", "all_max", "--steps", "2000", "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "cooling_failure  all_max" in out and "hot-trip exceedances 0" in out

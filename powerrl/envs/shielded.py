@@ -347,6 +347,7 @@ class ShieldedVectorEnv(VectorWrapper):
         if isinstance(self.single_space, spaces.MultiDiscrete):
             safe = safe.astype(self.single_space.dtype)
         changed = decision.pstate_changed.reshape(self.num_envs, -1).any(axis=1)
+        changed |= np.isfinite(decision.thermal_cap_w).reshape(self.num_envs, -1).any(axis=1)
         if decision.cap_changed is not None:
             changed |= decision.cap_changed.reshape(self.num_envs, -1).any(axis=1)
         if n_invalid:

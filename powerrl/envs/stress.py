@@ -163,8 +163,8 @@ def run_stress(env_id: str, scenario: str, controller: str, n_copies: int, n_ste
     return result
 
 
-#: Copies and periods per (scenario, controller) cell of the full matrix: 20 NodeDVFS cells of 64 x 3,000,
-#: 20 ClusterBudget cells of 8 x 1,800 and 16 Datacenter cells of 4 x 360 -- about 4.2 million env steps.
+#: Copies and periods per (scenario, controller) cell of the full matrix: 16 NodeDVFS cells of 64 x 3,000,
+#: 20 ClusterBudget cells of 8 x 1,800 and 16 Datacenter cells of 4 x 360 -- about 3.4 million env steps.
 FULL_MATRIX: dict[str, tuple[int, int]] = {
     "powerrl/NodeDVFS-v0": (64, 3000),
     "powerrl/ClusterBudget-v0": (8, 1800),
@@ -173,12 +173,14 @@ FULL_MATRIX: dict[str, tuple[int, int]] = {
 
 
 def run_matrix(sizes: dict[str, tuple[int, int]] | None = None, seed: int = 0,
-               shield: ShieldConfig | str | None = None, progress: bool = False) -> list[StressResult]:
+               shield: ShieldConfig | str | None = None, progress: bool = False,
+               scenarios: tuple[str, ...] = SCENARIOS, controllers: tuple[str, ...] = CONTROLLERS
+               ) -> list[StressResult]:
     """Every (env, scenario, controller) cell that applies, with ``sizes[env] = (copies, periods)``."""
     results = []
     for env_id, (copies, steps) in (sizes or FULL_MATRIX).items():
-        for scenario in SCENARIOS:
-            for controller in CONTROLLERS:
+        for scenario in scenarios:
+            for controller in controllers:
                 r = run_stress(env_id, scenario, controller, copies, steps, seed=seed, shield=shield)
                 if r is None:
                     continue
@@ -187,3 +189,24 @@ def run_matrix(sizes: dict[str, tuple[int, int]] | None = None, seed: int = 0,
                     print(f"  {env_id:26s} {scenario:16s} {controller:10s} {r.steps:>9,d} steps  "
                           f"violations {r.violations}", flush=True)
     return results
+
+
+TABLE_HEADER = (f"{'env':17s} {'scenario':16s} {'controller':22s} {'steps':>10s} {'shielded':>8s} {'max degC':>8s} "
+                f"{'hot exc.':>9s} {'over':>9s} {'over>1':>9s} {'inversions':>10s}")
+
+
+def table_row(r: StressResult) -> str:
+    """One line of the stress table: steps, share of steps shielded, hottest die and violation counts."""
+    return (f"{r.env_id.removeprefix('powerrl/'):17s} {r.scenario:16s} {r.controller:22s} {r.steps:>10,d} "
+            f"{r.interventions / max(r.steps, 1):>8.1%} {r.max_temp_c:>8.1f} {r.hot_exceedances:>9,d} "
+            f"{r.budget_overshoot_steps:>9,d} {r.budget_violations:>9,d} {r.priority_inversions:>10,d}")
+
+
+def summary(results: list[StressResult], wall_s: float) -> str:
+    """Totals over a matrix: env steps, hottest die and every violation count."""
+    steps = sum(r.steps for r in results)
+    return (f"total: {steps:,d} env steps in {wall_s:.0f} s; hottest die {max(r.max_temp_c for r in results):.1f} "
+            f"degC (hot trip {results[0].hot_trip_c:.0f} degC); hot-trip exceedances "
+            f"{sum(r.hot_exceedances for r in results)}; budget over for more than one period "
+            f"{sum(r.budget_violations for r in results)}; priority inversions "
+            f"{sum(r.priority_inversions for r in results)}")
