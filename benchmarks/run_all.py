@@ -24,10 +24,14 @@ QUICK: list[list[str]] = [
     ["sampler_overhead.py"],
     ["datacenter_week.py", "--days", "0.25"],
     ["sampler_jitter.py", "--duration", "20"],
+    ["shield_cost.py"],
+    ["shield_budget.py"],
+    ["shield_fuzz.py", "--scale", "0.1"],
 ]
 FULL: list[list[str]] = [
     ["datacenter_week.py"],
     ["sampler_jitter.py"],
+    ["shield_fuzz.py"],
 ]
 
 

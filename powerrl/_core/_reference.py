@@ -188,7 +188,7 @@ def shield_units_reference(b: Any, commit: bool = True) -> None:
     """NumPy twin of ``pr_shield_units`` over a :class:`powerrl._core.shield_buffers.ShieldBuffers`."""
     top, floor = b.n_pstates - 1, b.floor_pstate
     temp = b.temp_c
-    ok = ~np.isnan(temp)
+    ok = np.isfinite(temp)
     ev = np.where(ok, 0, SH_SENSOR).astype(np.int64)
     with np.errstate(invalid="ignore"):
         fire = ok[:, None] & (temp[:, None] >= b.trip_c[None, :])
@@ -222,10 +222,13 @@ def shield_units_reference(b: Any, commit: bool = True) -> None:
     ev |= np.where(over & ~hot_on, SH_PASSIVE, 0) | np.where(hot_on, SH_HOT, 0) | np.where(critical_on, SH_CRITICAL, 0)
     q = np.minimum(q, ceiling)
 
+    # Power readings fit for the model: NaN, +-inf, negative -> 0 W; above the maximum -> the maximum.
+    with np.errstate(invalid="ignore"):
+        power = np.where((b.power_w >= 0.0) & ~np.isinf(b.power_w), np.minimum(b.power_w, b.max_power_w), 0.0)
     # Predictive throttle: highest j <= q with j <= floor or a predicted die under the limit.
     pw = b.full_power_w
     inlet = (b.inlet_c + b.inlet_rise_c)[:, None]
-    sink_now = (temp - b.power_w * b.r_die_c_per_w)[:, None]
+    sink_now = (np.where(ok, temp, 0.0) - power * b.r_die_c_per_w)[:, None]
     sink_target = inlet + pw * b.r_sink_c_per_w[:, None]
     die = sink_target + (sink_now - sink_target) * b.sink_decay[:, None] + pw * b.r_die_c_per_w[:, None]
     j = np.arange(b.n_pstates)[None, :]
@@ -235,12 +238,13 @@ def shield_units_reference(b: Any, commit: bool = True) -> None:
     ev |= np.where(use, SH_PREDICTIVE, 0)
     q = np.where(use, qp, q)
 
-    # Thermal power cap: the same prediction solved for the power that stays under cap_limit_c.
-    decay = b.sink_decay
+    # Thermal power cap: the same prediction solved for the power that stays under cap_limit_c; an
+    # unreadable sensor gets the steady state (decay 0).
+    decay = np.where(ok, b.cap_decay, 0.0)
     gain = b.r_sink_c_per_w * (1.0 - decay) + b.r_die_c_per_w
-    room = b.cap_limit_c - (b.inlet_c + b.inlet_rise_c) * (1.0 - decay) - sink_now[:, 0] * decay
-    with np.errstate(invalid="ignore"):
-        safe = np.where(ok & (decay < 1.0), np.where(room > 0.0, room / gain, 0.0), np.inf)
+    room = b.cap_limit_c - (b.inlet_c + b.inlet_rise_c) * (1.0 - decay) - np.where(ok, sink_now[:, 0], 0.0) * decay
+    with np.errstate(invalid="ignore", divide="ignore"):
+        safe = np.where(decay < 1.0, np.where(room > 0.0, room / gain, 0.0), np.inf)
         capped = safe < b.max_power_w
     ev |= np.where(capped, SH_THERMAL_CAP, 0)
 

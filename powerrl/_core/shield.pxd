@@ -19,6 +19,7 @@ cdef extern from "shield_units.h" nogil:
         const double *r_die_c_per_w
         const double *r_sink_c_per_w
         const double *sink_decay
+        const double *cap_decay
 
     ctypedef struct pr_shield_state:
         uint8_t *trip_on

@@ -53,6 +53,7 @@ cdef class ShieldUnitsKernel:
         self.p.r_die_c_per_w = <const double *> _ptr(b, "r_die_c_per_w", np.float64, (n,))
         self.p.r_sink_c_per_w = <const double *> _ptr(b, "r_sink_c_per_w", np.float64, (n,))
         self.p.sink_decay = <const double *> _ptr(b, "sink_decay", np.float64, (n,))
+        self.p.cap_decay = <const double *> _ptr(b, "cap_decay", np.float64, (n,))
         self.st.trip_on = <uint8_t *> _ptr(b, "trip_on", np.uint8, (n, t))
         self.st.ceiling = <int32_t *> _ptr(b, "ceiling", np.int32, (n,))
         self.st.last_applied = <int32_t *> _ptr(b, "last_applied", np.int32, (n,))

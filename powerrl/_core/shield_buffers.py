@@ -20,7 +20,8 @@ class ShieldBuffers:
     (P-states per period, <= 0 = none), ``predict_limit_c`` (degC), ``full_power_w``
     (``[n_units, n_pstates]`` full-load compute-bound W), ``max_power_w`` (W any work can draw),
     ``cap_limit_c`` (degC the thermal cap guarantees), ``r_die_c_per_w``, ``r_sink_c_per_w`` (degC/W),
-    ``sink_decay`` (``exp(-horizon / tau_sink)``, 1 = no prediction).
+    ``sink_decay`` (``exp(-horizon / tau_sink)``, 1 = no P-state prediction), ``cap_decay`` (the same
+    for the thermal cap's horizon, 1 = no thermal cap).
     State: ``trip_on``, ``ceiling``, ``last_applied``, ``last_temp_c``.
     Inputs: ``proposed``, ``temp_c`` (NaN = unreadable), ``power_w``, ``inlet_c``, ``inlet_rise_c``
     (degC assumed over the horizon), ``emergency`` (1 lifts rate limits).
@@ -42,6 +43,7 @@ class ShieldBuffers:
     r_die_c_per_w: np.ndarray
     r_sink_c_per_w: np.ndarray
     sink_decay: np.ndarray
+    cap_decay: np.ndarray
     trip_on: np.ndarray
     ceiling: np.ndarray
     last_applied: np.ndarray
@@ -64,6 +66,8 @@ class ShieldBuffers:
         """Buffers for ``trips`` = ``[(type, temp_c, hyst_c), ...]``; state fresh (see :meth:`reset_units`)."""
         if n_units < 1 or n_pstates < 1:
             raise ValueError(f"need n_units >= 1 and n_pstates >= 1, got {n_units} and {n_pstates}")
+        # A step larger than the table is no limit at all; clamping keeps prev + step far from overflow.
+        max_step_up, max_step_down = min(int(max_step_up), n_pstates), min(int(max_step_down), n_pstates)
         if not 0 <= floor_pstate < n_pstates:
             raise ValueError(f"floor_pstate = {floor_pstate} is not a P-state index in [0, {n_pstates - 1}]")
         t = len(trips)
@@ -74,7 +78,7 @@ class ShieldBuffers:
             hyst_c=np.array([tr[2] for tr in trips], dtype=np.float64).reshape(t),
             trip_type=np.array([TRIP_TYPES.index(tr[0]) for tr in trips], dtype=np.int32).reshape(t),
             full_power_w=np.zeros((n_units, n_pstates)), max_power_w=np.zeros(n_units), r_die_c_per_w=np.zeros(n_units),
-            r_sink_c_per_w=np.zeros(n_units), sink_decay=np.ones(n_units),
+            r_sink_c_per_w=np.zeros(n_units), sink_decay=np.ones(n_units), cap_decay=np.ones(n_units),
             trip_on=np.zeros((n_units, t), dtype=np.uint8), ceiling=np.zeros(n_units, dtype=np.int32),
             last_applied=np.zeros(n_units, dtype=np.int32), last_temp_c=np.zeros(n_units),
             proposed=np.zeros(n_units, dtype=np.int32), temp_c=np.zeros(n_units), power_w=np.zeros(n_units),

@@ -16,7 +16,10 @@
  *      memory-bound work (it barely scales with frequency), so whenever even the unit's maximum
  *      power could take the die over the cap limit (hot trip minus its hysteresis) within the
  *      horizon, the unit gets the largest power cap that keeps it under (RAPL-like).
- * A NaN temperature reads as a failed sensor and is handled as a hot trip.
+ * A non-finite temperature reads as a failed sensor: handled as a hot trip, and capped at the power
+ * that keeps the die under the limit in steady state. A non-finite or negative power reading counts
+ * as 0 W and one above the unit's maximum as the maximum (the conservative direction for both
+ * predictions, which estimate the heatsink as die - P R_die).
  *
  * Allocation-free, no Python, no global state; powerrl/_core/_reference.py holds the NumPy twin
  * (shield_units_reference) that tests compare against. Units: degC, W, s.
@@ -59,7 +62,8 @@ typedef struct {
     const double *max_power_w;     /* [n] the most power any work can draw (busy power) */
     const double *r_die_c_per_w;   /* [n] */
     const double *r_sink_c_per_w;  /* [n] */
-    const double *sink_decay;      /* [n] exp(-horizon / tau_sink); 1 disables the prediction */
+    const double *sink_decay;      /* [n] exp(-horizon / tau_sink); 1 disables the P-state prediction */
+    const double *cap_decay;       /* [n] exp(-cap horizon / tau_sink) of the thermal cap (< 1) */
 } pr_shield_params;
 
 typedef struct {
@@ -85,13 +89,19 @@ typedef struct {
     double *cap_w;                 /* [n] thermal power cap, +inf when none is needed */
 } pr_shield_outputs;
 
+/* A power reading fit for the model: NaN, +-inf and negative -> 0 W, above the maximum -> the maximum. */
+static inline double pr_shield_power(const pr_shield_params *p, int64_t i, double power) {
+    if (!(power >= 0.0) || isinf(power)) return 0.0;
+    return power < p->max_power_w[i] ? power : p->max_power_w[i];
+}
+
 /* Highest P-state q <= q_hi whose worst-case power keeps the die under the limit at the horizon:
  * sink now from the die reading (the die settles in ~1 s, so die - P R_die is the heatsink), the
  * heatsink relaxing toward inlet + P_q R_sink, the die P_q R_die above it (docs/shield.md). */
 static inline int32_t pr_shield_predict(const pr_shield_params *p, int64_t i, int32_t q_hi, double temp,
                                         double power, double inlet) {
     const double decay = p->sink_decay[i];
-    if (decay >= 1.0 || !(temp == temp)) return q_hi;
+    if (decay >= 1.0 || !isfinite(temp)) return q_hi;
     const double r_die = p->r_die_c_per_w[i];
     const double r_sink = p->r_sink_c_per_w[i];
     const double sink_now = temp - power * r_die;
@@ -105,14 +115,14 @@ static inline int32_t pr_shield_predict(const pr_shield_params *p, int64_t i, in
     return q;
 }
 
-/* Largest power keeping the die under limit_c at the horizon (same model as pr_shield_predict, solved
- * for P: the prediction is linear in P); +inf when the sensor is unreadable or nothing is predicted. */
+/* Largest power keeping the die under cap_limit_c at the cap horizon (the same model solved for P:
+ * the prediction is linear in P). An unreadable sensor gets the steady-state answer (decay 0). */
 static inline double pr_shield_safe_power(const pr_shield_params *p, int64_t i, double temp, double power,
                                           double inlet) {
-    const double decay = p->sink_decay[i];
-    if (decay >= 1.0 || !(temp == temp)) return INFINITY;
+    const double decay = isfinite(temp) ? p->cap_decay[i] : 0.0;
+    if (decay >= 1.0) return INFINITY;
     const double r_die = p->r_die_c_per_w[i];
-    const double sink_now = temp - power * r_die;
+    const double sink_now = isfinite(temp) ? temp - power * r_die : 0.0;
     const double gain = p->r_sink_c_per_w[i] * (1.0 - decay) + r_die;
     const double room = p->cap_limit_c - inlet * (1.0 - decay) - sink_now * decay;
     return room > 0.0 ? room / gain : 0.0;
@@ -125,7 +135,7 @@ static inline void pr_shield_units(const pr_shield_params *p, pr_shield_state *s
     const int32_t nt = p->n_trips;
     for (int64_t i = 0; i < n; ++i) {
         const double temp = in->temp_c[i];
-        const int sensor_ok = temp == temp;  /* false for NaN */
+        const int sensor_ok = isfinite(temp);  /* false for NaN and +-inf */
         uint32_t ev = sensor_ok ? 0u : PR_SH_SENSOR;
 
         /* 1. Trips with hysteresis. */
@@ -167,14 +177,14 @@ static inline void pr_shield_units(const pr_shield_params *p, pr_shield_state *s
             ev |= PR_SH_OUT_OF_RANGE;
             q = q < 0 ? 0 : top;
         }
-        const int32_t prev = st->last_applied[i];
+        const int64_t prev = st->last_applied[i];  /* 64-bit: prev + step never overflows */
         if (!in->emergency[i]) {
             if (p->max_step_up > 0 && q > prev + p->max_step_up) {
-                q = prev + p->max_step_up;
+                q = (int32_t)(prev + p->max_step_up);
                 ev |= PR_SH_RATE_LIMIT;
             }
             if (p->max_step_down > 0 && q < prev - p->max_step_down) {
-                q = prev - p->max_step_down;
+                q = (int32_t)(prev - p->max_step_down);
                 ev |= PR_SH_RATE_LIMIT;
             }
         }
@@ -186,8 +196,10 @@ static inline void pr_shield_units(const pr_shield_params *p, pr_shield_state *s
         }
         if (hot_on) ev |= PR_SH_HOT;
         if (critical_on) ev |= PR_SH_CRITICAL;
+        const double power = pr_shield_power(p, i, in->power_w[i]);
+        const double inlet = in->inlet_c[i] + in->inlet_rise_c[i];
         if (q > p->floor_pstate) {
-            const int32_t qp = pr_shield_predict(p, i, q, temp, in->power_w[i], in->inlet_c[i] + in->inlet_rise_c[i]);
+            const int32_t qp = pr_shield_predict(p, i, q, temp, power, inlet);
             if (qp < q) {
                 q = qp;
                 ev |= PR_SH_PREDICTIVE;
@@ -196,7 +208,7 @@ static inline void pr_shield_units(const pr_shield_params *p, pr_shield_state *s
 
         /* 4. Thermal power cap: only where the most power any work can draw could overheat. */
         double cap = INFINITY;
-        const double safe = pr_shield_safe_power(p, i, temp, in->power_w[i], in->inlet_c[i] + in->inlet_rise_c[i]);
+        const double safe = pr_shield_safe_power(p, i, temp, power, inlet);
         if (safe < p->max_power_w[i]) {
             cap = safe;
             ev |= PR_SH_THERMAL_CAP;

@@ -222,7 +222,8 @@ class ClusterBudgetCore:
                "pdu_overshoot_w": pdu_over_w,
                "energy_j": total_w * dt, "work_done": served.sum(axis=1),
                "priority_weighted_work": weighted_served, "sla_violation_rate": viol_rate,
-               "announced_budget_w": announced, "budget_deadline_s": deadline, "inlet_c": self._inlet[:, 0].copy()}
+               "announced_budget_w": announced, "budget_deadline_s": deadline, "inlet_c": self._inlet[:, 0].copy(),
+               "temp_die_max_c": a.temp_die_c.reshape(b, n).max(axis=1)}
         self._update_budget(np.arange(b), rng)
         self._fill_obs()
         return reward, tel
@@ -307,7 +308,8 @@ class ClusterBudgetEnv(SingleCopyEnv):
     ``power_w``, ``budget_w`` (in force during the step), ``budget_overshoot_w``, ``pdu_overshoot_w``
     (summed over PDUs), ``energy_j``,
     ``work_done`` (node-seconds at f_max), ``priority_weighted_work``, ``sla_violation_rate``,
-    ``caps_w``, ``pdu_power_w``, ``pdu_limit_w``, ``priority`` (arrays), ``time_s``,
+    ``temp_die_max_c`` (hottest die at the end of the step, degC), ``caps_w``, ``pdu_power_w``,
+    ``pdu_limit_w``, ``priority`` (arrays), ``time_s``,
     ``announced_budget_w`` (W) and ``budget_deadline_s`` (trace time, s; +inf when none): the grid-cut
     notice in force during the step, i.e. the budget once the announced cuts take effect (equal
     to ``budget_w`` when none is pending) and when they do; ``inlet_c`` (inlet air during the step,

@@ -156,7 +156,8 @@ class _ClusterBudgetAdapter(_Adapter):
         caps = core.cap_from_action(actions)
         d = self.shield.filter(self.telemetry(), np.full(core.b * core.n, self.top, dtype=np.int32), caps)
         core.pstate_ceiling = d.pstate.reshape(core.b, core.n)
-        assert d.cap_w is not None
+        if d.cap_w is None:
+            raise RuntimeError("the cluster shield returned no caps")  # caps were proposed: cannot happen
         safe = 2.0 * (d.cap_w - core.idle_w) / self.dyn_w - 1.0
         # Critical trip: cap at idle power, which serves nothing (the node's work is offline).
         safe = np.where(d.offline.reshape(core.b, core.n), -1.0, safe)
@@ -318,16 +319,24 @@ class ShieldedVectorEnv(VectorWrapper):
         self._obs = obs
         return obs, info
 
-    def _screen(self, actions: np.ndarray) -> tuple[np.ndarray, int]:
+    def _screen(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows that are not valid actions (NaN/inf, out of space) get the fallback's action."""
         space = self.single_space
-        acts = np.array(actions, dtype=np.float64)
-        if acts.shape != (self.num_envs, *tuple(space.shape or ())):
-            return self._last.astype(np.float64), self.num_envs
+        shape = (self.num_envs, *tuple(space.shape or ()))
+        try:
+            raw = np.asarray(actions)
+            numeric = raw.dtype.kind in "biuf"
+            acts = raw.astype(np.float64) if numeric else np.full(shape, np.nan)
+        except (TypeError, ValueError):  # ragged lists, strings, objects: every row is invalid
+            acts = np.full(shape, np.nan)
+        if acts.shape != shape:
+            return self._last.astype(np.float64), np.ones(self.num_envs, dtype=bool)
         flat = acts.reshape(self.num_envs, -1)
         if isinstance(space, spaces.MultiDiscrete):
-            lo, hi = np.zeros(flat.shape[1]), space.nvec.reshape(-1) - 1.0
-            ok = (flat == np.round(flat)).all(axis=1)
+            lo = np.broadcast_to(np.asarray(space.start, dtype=np.float64), space.nvec.shape).reshape(-1)
+            hi = lo + space.nvec.reshape(-1) - 1.0
+            with np.errstate(invalid="ignore"):
+                ok = (flat == np.round(flat)).all(axis=1)
         elif isinstance(space, spaces.Box):
             lo, hi = space.low.reshape(-1), space.high.reshape(-1)
             ok = np.ones(self.num_envs, dtype=bool)
@@ -336,22 +345,24 @@ class ShieldedVectorEnv(VectorWrapper):
         ok &= np.isfinite(flat).all(axis=1) & (flat >= lo).all(axis=1) & (flat <= hi).all(axis=1)
         bad = np.flatnonzero(~ok)
         for i in bad:
-            fallback = self.watchdog.fallback
-            acts[i] = self._last[i] if fallback is None or self._obs is None else fallback.act(self._obs[i])
-        return acts, int(bad.size)
+            if self.watchdog.fallback is None or self._obs is None:
+                acts[i] = self._last[i]
+            else:
+                self.watchdog.last_safe = self._last[i]
+                acts[i] = self.watchdog.fallback_action(self._obs[i])
+        return acts, ~ok
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Screen, shield and apply a batch of actions."""
-        screened, n_invalid = self._screen(actions)
+        screened, invalid = self._screen(actions)
+        n_invalid = int(invalid.sum())
         safe, decision = self.adapter.filter(screened)
         if isinstance(self.single_space, spaces.MultiDiscrete):
             safe = safe.astype(self.single_space.dtype)
         changed = decision.pstate_changed.reshape(self.num_envs, -1).any(axis=1)
-        changed |= np.isfinite(decision.thermal_cap_w).reshape(self.num_envs, -1).any(axis=1)
         if decision.cap_changed is not None:
             changed |= decision.cap_changed.reshape(self.num_envs, -1).any(axis=1)
-        if n_invalid:
-            changed |= ~_rows_equal(screened, np.asarray(actions, dtype=np.float64), self.num_envs)
+        changed |= invalid
         obs, reward, terminated, truncated, infos = self.env.step(safe)
         events = dict(decision.events)
         if n_invalid:
@@ -373,13 +384,6 @@ class ShieldedVectorEnv(VectorWrapper):
         if not isinstance(self.adapter, _NodeDVFSAdapter):
             raise TypeError(f"action masks exist for discrete action spaces only, not {self.single_space}")
         return self.adapter.masks()
-
-
-def _rows_equal(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        if a.shape != b.shape:
-            return np.zeros(n, dtype=bool)
-        return (a.reshape(n, -1) == b.reshape(n, -1)).all(axis=1)
 
 
 def _top_action(space: spaces.Space) -> np.ndarray:

@@ -3,7 +3,7 @@
 :func:`run_stress` drives a shielded vector env with a stress controller through a scenario and
 counts every violation of the shield's guarantees (docs/shield.md):
 
-* ``hot_exceedances``: unit-steps with a die temperature above the hot trip plus ``tolerance_c``;
+* ``hot_exceedances``: copy-steps whose hottest die ends the step above the hot trip plus ``tolerance_c``;
 * ``budget_violations``: copy-steps where measured power exceeded the facility budget or a PDU
   limit for a second consecutive control period (one period is the shield's reaction time);
 * ``priority_inversions``: throttled nodes while a less important node in the same binding scope
@@ -131,7 +131,6 @@ def run_stress(env_id: str, scenario: str, controller: str, n_copies: int, n_ste
     bare = gym.make_vec(env_id, num_envs=n_copies, vectorization_mode="vector_entry_point", **overrides)
     venv = ShieldedVectorEnv(bare, shield)
     env: gym.vector.VectorEnv = venv if shielded else bare
-    core = venv.adapter.core
     hot_c = min(z.temp_of("hot") or z.temp_of("critical") or np.inf for z in venv.shield_config.zones.values())
     result = StressResult(env_id, scenario, controller if shielded else f"{controller} (no shield)",
                           hot_trip_c=float(hot_c))
@@ -148,7 +147,8 @@ def run_stress(env_id: str, scenario: str, controller: str, n_copies: int, n_ste
         if shielded:
             result.interventions += int(np.count_nonzero(infos["shield_intervened"]))
             result.events.update(infos["shield_events"])
-        temps = core.arrays.temp_die_c
+        # The hottest die of each copy at the end of the step, taken before the same-step autoreset.
+        temps = np.asarray(infos["temp_die_c"] if "temp_die_c" in infos else infos["temp_die_max_c"])
         result.max_temp_c = max(result.max_temp_c, float(temps.max()))
         result.hot_exceedances += int(np.count_nonzero(temps > hot_c + tolerance_c))
         if "budget_overshoot_w" in infos:

@@ -52,6 +52,10 @@ class CapShield:
                                       emergency_cut=tuple(bcfg.emergency_cut),  # type: ignore[arg-type]
                                       min_w=idle)
         self.n = idle.size
+        # Smallest budget under which both reserves still leave every cap at its maximum: where an
+        # announced cut starts its ramp from an unlimited budget.
+        self._unbound_budget_w = float(self.topology.max_w.sum()) / (1.0 - bcfg.reserve_frac
+                                                                     - bcfg.critical_reserve_frac)
         self.prev_caps_w = self.topology.max_w.copy()
         self.last_budget_w = math.inf
         self._announce_start_s: float | None = None
@@ -65,24 +69,33 @@ class CapShield:
         self._announce_start_s = None
         self.last_projection = None
 
+    def _budget_in_force_w(self, budget_w: float) -> float:
+        """The target's budget, lowered to the configured one; a NaN target budget falls back to it."""
+        cfg_w = self.cfg.budget.budget_w
+        if cfg_w is None:
+            return budget_w
+        return cfg_w if math.isnan(budget_w) else min(budget_w, cfg_w)
+
     def effective_budget_w(self, budget_w: float, time_s: float, announced_budget_w: float | None,
                            deadline_s: float) -> tuple[float, bool]:
         """Budget to plan for now (W) and whether an announced cut is being phased in."""
+        budget_w = self._budget_in_force_w(budget_w)
         cfg = self.cfg
-        if cfg.budget.budget_w is not None:
-            budget_w = min(budget_w, cfg.budget.budget_w)
         if announced_budget_w is None or not announced_budget_w < budget_w or not math.isfinite(deadline_s):
             self._announce_start_s = None
             return budget_w, False
         if self._announce_start_s is None:
             self._announce_start_s = time_s
+        # No line to ramp along from an unlimited budget (inf - inf is NaN, which the projection reads
+        # as 0 W): ramp from the smallest budget that binds no cap instead.
+        start_w = budget_w if math.isfinite(budget_w) else max(announced_budget_w, self._unbound_budget_w)
         # Caps set now hold for one period; be within the target margin periods before the deadline.
         lead_s = cfg.period_s * (1 + cfg.emergency.grid_cut_margin_periods)
         span_s = deadline_s - lead_s - self._announce_start_s
         done = 1.0 if span_s <= 0 else min(1.0, max(0.0, (time_s - self._announce_start_s) / span_s))
         if time_s + lead_s >= deadline_s:
             done = 1.0
-        return budget_w + (announced_budget_w - budget_w) * done, True
+        return start_w + (announced_budget_w - start_w) * done, True
 
     def filter(self, requested_w: np.ndarray, measured_w: np.ndarray, budget_w: float, time_s: float = 0.0,
                announced_budget_w: float | None = None, deadline_s: float = math.inf,
@@ -95,7 +108,10 @@ class CapShield:
         """
         topo, cfg, events = self.topology, self.cfg, {}
         req = np.asarray(requested_w, dtype=np.float64).reshape(self.n)
-        measured = np.nan_to_num(np.asarray(measured_w, dtype=np.float64).reshape(self.n), nan=0.0, posinf=0.0)
+        measured = np.asarray(measured_w, dtype=np.float64).reshape(self.n)
+        # NaN, inf and negative readings are meter glitches: 0 W, as overheads in project_caps. A -inf
+        # or -1e6 W reading must not cancel the rest of the facility's draw and hide over-consumption.
+        measured = np.where(np.isfinite(measured) & (measured > 0.0), measured, 0.0)
         bad = ~np.isfinite(req) | (req < topo.base_w) | (req > topo.max_w)
         if bad.any():
             events["cap_clipped"] = int(bad.sum())
@@ -117,8 +133,12 @@ class CapShield:
                 events["cap_rate_limit"] = moved
         overhead = np.maximum(measured - self.prev_caps_w, 0.0)
         b = cfg.budget
-        proj = project_caps(target, topo, plan_w, reserve_w=b.reserve_frac * plan_w,
-                            critical_reserve_w=b.critical_reserve_frac * plan_w, overhead_w=overhead)
+        # Reserves are shares of a finite budget; an unlimited one has none (inf * frac would make the
+        # limits inf - inf = NaN, read as 0 W: every node at its emergency floor).
+        finite = math.isfinite(plan_w)
+        proj = project_caps(target, topo, plan_w, reserve_w=b.reserve_frac * plan_w if finite else 0.0,
+                            critical_reserve_w=b.critical_reserve_frac * plan_w if finite else 0.0,
+                            overhead_w=overhead)
         n_levels = len(topo.levels)
         binding = proj.binding_level
         # Without a Critical reserve the non-Critical scope is just the budget seen by non-Critical nodes.
@@ -133,8 +153,7 @@ class CapShield:
         if proj.infeasible:
             events["infeasible"] = 1
         self.prev_caps_w[:] = proj.caps_w
-        self.last_budget_w = float(budget_w) if cfg.budget.budget_w is None else min(float(budget_w),
-                                                                                     cfg.budget.budget_w)
+        self.last_budget_w = self._budget_in_force_w(float(budget_w))
         self.last_projection = proj
         self.last_request_w = target
         return proj.caps_w, events

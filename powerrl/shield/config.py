@@ -62,6 +62,22 @@ class ZoneConfig:
             raise ConfigError(where, [t.type for t in self.trips],
                               "a hot or critical trip: without one nothing bounds the temperature", source)
 
+    def predict_limit_c(self) -> float:
+        """Die temperature the predictive throttle keeps under: the passive trip (else hot, else critical)."""
+        for kind in ("passive", "hot", "critical"):
+            temp = self.temp_of(kind)
+            if temp is not None:
+                return temp
+        raise ValueError("a zone needs a passive, hot or critical trip")  # validate() forbids this
+
+    def cap_limit_c(self) -> float:
+        """Die temperature the thermal power cap guarantees: the hot trip minus its hysteresis (else critical)."""
+        for kind in ("hot", "critical"):
+            trip = next((t for t in self.trips if t.type == kind), None)
+            if trip is not None:
+                return trip.temp_c - trip.hyst_c
+        raise ValueError("a zone needs a hot or critical trip")  # validate() forbids this
+
     def temp_of(self, trip_type: str) -> float | None:
         """Temperature of the trip of ``trip_type`` (the lowest one for ``active``), or None."""
         temps = [t.temp_c for t in self.trips if t.type == trip_type]
@@ -193,23 +209,12 @@ class ShieldConfig:
                               f"a P-state index below {n_pstates} (the P-states of {target})", source)
 
     def cap_limit_c(self) -> float:
-        """Die temperature the thermal power cap guarantees: the lowest hot trip minus its hysteresis.
-
-        Zones without a hot trip use their critical trip.
-        """
-        limits = []
-        for zone in self.zones.values():
-            trip = next((t for t in zone.trips if t.type == "hot"), None) or \
-                next(t for t in zone.trips if t.type == "critical")
-            limits.append(trip.temp_c - trip.hyst_c)
-        return float(min(limits))
+        """Lowest thermal-cap limit over every zone (:meth:`ZoneConfig.cap_limit_c`), degC."""
+        return min(z.cap_limit_c() for z in self.zones.values())
 
     def passive_limit_c(self) -> float:
-        """Lowest passive trip over every zone (the prediction's limit); the lowest hot trip if none."""
-        temps = [z.temp_of("passive") for z in self.zones.values()]
-        temps = [t for t in temps if t is not None] or [z.temp_of("hot") or z.temp_of("critical")
-                                                         for z in self.zones.values()]
-        return float(min(t for t in temps if t is not None))
+        """Lowest predictive limit over every zone (:meth:`ZoneConfig.predict_limit_c`), degC."""
+        return min(z.predict_limit_c() for z in self.zones.values())
 
 
 def make_shield_config(overrides: dict[str, Any] | None = None, source: str | None = None) -> ShieldConfig:

@@ -70,15 +70,15 @@ class Decision:
     cap_w: np.ndarray | None
     offline: np.ndarray
     cooling_request: np.ndarray
-    pstate_changed: np.ndarray
+    pstate_changed: np.ndarray  # per unit: P-state changed, or a thermal cap under its last power
     cap_changed: np.ndarray | None
     events: dict[str, int] = field(default_factory=dict)
 
     @property
     def intervened(self) -> bool:
-        """True when the shield changed any P-state or cap, or imposed a thermal cap."""
+        """True when the shield changed any P-state or cap (a binding thermal cap counts as a change)."""
         return bool(self.pstate_changed.any() or (self.cap_changed is not None and self.cap_changed.any())
-                    or "thermal_cap" in self.events)
+                    or "invalid_action" in self.events)
 
 
 class Shield:
@@ -121,6 +121,32 @@ class Shield:
             lo, hi = np.where(alert, np.minimum(lo, floor), lo), np.where(alert, np.minimum(hi, floor), hi)
         return lo, hi
 
+    def _as_pstates(self, pstate: object, events: dict[str, int]) -> np.ndarray:
+        """``[n_units]`` int32 P-state proposals from anything, never wrapping around.
+
+        Integers are clipped to [-1, n_pstates] in 64 bits (the filter reports and clamps what is out
+        of range); NaN, inf and non-integral floats become -1 (out of range: the lowest P-state);
+        anything that is not numbers of the right shape is an invalid action: the last applied
+        P-states are held.
+        """
+        n, top = self.n_units, self.n_pstates
+        try:
+            arr = np.asarray(pstate)
+            if arr.dtype.kind == "f":
+                with np.errstate(invalid="ignore"):
+                    bad = ~np.isfinite(arr) | (arr != np.round(arr))
+                    arr = np.where(bad, -1.0, np.clip(arr, -1.0, float(top)))
+            elif arr.dtype.kind == "u":
+                arr = np.minimum(arr, top)
+            elif arr.dtype.kind == "i":
+                arr = np.clip(arr, -1, top)
+            elif arr.dtype.kind != "b":
+                raise TypeError(f"P-states of dtype {arr.dtype}")
+            return np.broadcast_to(arr.astype(np.int64), (n,)).astype(np.int32)
+        except (TypeError, ValueError, OverflowError):
+            events["invalid_action"] = 1
+            return self.thermal.filters[0].buffers.last_applied.copy()
+
     def filter(self, tel: Telemetry, pstate: np.ndarray, cap_w: np.ndarray | None = None,
                emergency: np.ndarray | bool = False) -> Decision:
         """Safe P-states (``[n_units]``) and caps (``[n_facilities, n_nodes]`` W) for a proposal.
@@ -128,22 +154,18 @@ class Shield:
         ``emergency`` (per unit or global) lifts P-state rate limits. Never raises on values.
         """
         events: dict[str, int] = {}
-        proposed = np.asarray(pstate)
-        if proposed.dtype.kind == "f":
-            # Non-integral or non-finite P-states: clamp into int32 first; the filter reports them.
-            proposed = np.nan_to_num(proposed, nan=-1.0, posinf=2**30, neginf=-1.0).clip(-1, 2**30).astype(np.int64)
-        proposed = proposed.astype(np.int32, copy=False)
+        proposed = self._as_pstates(pstate, events)
         if tel.cooling_failure is not False:
             failing = int(np.count_nonzero(tel.cooling_failure)) * (self.n_units if np.ndim(tel.cooling_failure) == 0
                                                                     else 1)
             if failing:
                 events["cooling_failure"] = failing
-        applied, offline, thermal_cap_w, unit_events = self.thermal.filter(
-            proposed, tel.temp_c, tel.unit_power_w, tel.inlet_c, self._emergency(tel, emergency), tel.cooling_failure)
-        if unit_events:
-            events.update(unit_events)
-        applied = applied.copy()
-        cooling_request = (self.thermal.filters[0].buffers.events & 1).astype(bool)
+        result = self.thermal.filter(proposed, tel.temp_c, tel.unit_power_w, tel.inlet_c,
+                                     self._emergency(tel, emergency), tel.cooling_failure)
+        if result.events:
+            events.update(result.events)
+        applied, offline, thermal_cap_w, cooling_request = (result.applied, result.offline, result.cap_w,
+                                                             result.cooling_request)
         if tel.thermal_alert is not False:
             alert = np.broadcast_to(np.asarray(tel.thermal_alert, dtype=bool), (self.n_units,))
             if alert.any():
@@ -155,9 +177,13 @@ class Shield:
                     f.buffers.last_applied[:] = applied
                 if forced.any():
                     events["hot"] = events.get("hot", 0) + int(forced.sum())
-        decision = Decision(pstate=applied, thermal_cap_w=thermal_cap_w.copy(), cap_w=None, offline=offline,
-                            cooling_request=cooling_request, pstate_changed=applied != proposed, cap_changed=None,
-                            events=events)
+        # A thermal cap is an intervention where it binds: under last period's power (or power unknown).
+        with np.errstate(invalid="ignore"):
+            power = np.nan_to_num(np.asarray(tel.unit_power_w, dtype=np.float64), nan=np.inf)
+        binding = thermal_cap_w < power
+        decision = Decision(pstate=applied, thermal_cap_w=thermal_cap_w, cap_w=None, offline=offline,
+                            cooling_request=cooling_request, pstate_changed=(applied != proposed) | binding,
+                            cap_changed=None, events=events)
         if cap_w is not None and self.caps:
             self._filter_caps(tel, np.asarray(cap_w, dtype=np.float64), decision)
         return decision

@@ -12,6 +12,7 @@ overwrites (copy them to keep them).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -65,21 +66,25 @@ class ZoneFilter:
         trips = [(t.type, t.temp_c, t.hyst_c) for t in cfg.zones[zone].trips]
         self.buffers = b = ShieldBuffers.allocate(
             n, k, trips, floor_pstate=cfg.floor_pstate, max_step_up=cfg.rate_limits.pstate_up,
-            max_step_down=cfg.rate_limits.pstate_down, predict_limit_c=cfg.passive_limit_c(),
-            cap_limit_c=cfg.cap_limit_c())
+            max_step_down=cfg.rate_limits.pstate_down, predict_limit_c=cfg.zones[zone].predict_limit_c(),
+            cap_limit_c=cfg.zones[zone].cap_limit_c())
         b.full_power_w[:] = model.full_power_w
         b.max_power_w[:] = model.max_power_w
         b.r_die_c_per_w[:] = model.r_die_c_per_w
         b.r_sink_c_per_w[:] = model.r_sink_c_per_w
-        # The prediction must reach at least the next decision: a horizon shorter than the period
-        # would let a whole period of full power go unchecked.
-        horizon = max(cfg.predictive.horizon_s, cfg.period_s) if cfg.predictive.horizon_s > 0 else 0.0
-        self.horizon_s = horizon
-        self.decay_normal = np.exp(-horizon / model.tau_sink_s) if horizon > 0 else np.ones(n)
-        cf_horizon = max(horizon, cfg.emergency.cooling_failure_horizon_s)
-        self.decay_cooling_failure = np.exp(-cf_horizon / model.tau_sink_s) if cf_horizon > 0 else np.ones(n)
+        # Both predictions must reach at least the next decision: a horizon shorter than the period
+        # would let a whole period of full power go unchecked. horizon_s = 0 turns off the predictive
+        # P-state throttle only; the thermal cap (the hard guarantee) always looks a period ahead.
+        tau = model.tau_sink_s
+        cap_horizon = max(cfg.predictive.horizon_s, cfg.period_s)
+        cf_horizon = max(cap_horizon, cfg.emergency.cooling_failure_horizon_s)
+        off = np.ones(n)
+        self.predict_decay = (np.exp(-cap_horizon / tau) if cfg.predictive.horizon_s > 0 else off,
+                              np.exp(-cf_horizon / tau) if cfg.predictive.horizon_s > 0 else off)
+        self.cap_decay = (np.exp(-cap_horizon / tau), np.exp(-cf_horizon / tau))
         self.inlet_rise_c = cfg.emergency.cooling_failure_inlet_rise_c
-        b.sink_decay[:] = self.decay_normal
+        b.sink_decay[:] = self.predict_decay[0]
+        b.cap_decay[:] = self.cap_decay[0]
         if backend == "c":
             self._run = ShieldUnitsKernel(b).run
         elif backend == "numpy":
@@ -99,7 +104,8 @@ class ZoneFilter:
         self._cooling_failure[:] = failing
         self._any_cooling_failure = bool(failing.any())
         b = self.buffers
-        b.sink_decay[:] = np.where(failing, self.decay_cooling_failure, self.decay_normal)
+        b.sink_decay[:] = np.where(failing, self.predict_decay[1], self.predict_decay[0])
+        b.cap_decay[:] = np.where(failing, self.cap_decay[1], self.cap_decay[0])
         b.inlet_rise_c[:] = np.where(failing, self.inlet_rise_c, 0.0)
 
     def run(self, commit: bool = True) -> None:
@@ -107,11 +113,26 @@ class ZoneFilter:
         self._run(commit)
 
 
+class ThermalResult(NamedTuple):
+    """One thermal decision, over every zone.
+
+    P-states, units to take offline, thermal caps (W, inf = none), units with an active trip (more
+    cooling wanted) and ``{reason: units}``.
+    """
+
+    applied: np.ndarray
+    offline: np.ndarray
+    cap_w: np.ndarray
+    cooling_request: np.ndarray
+    events: dict[str, int]
+
+
 class ThermalShield:
     """Thermal shield over ``n_units`` units with one or more zones (each with its trip table).
 
     Zones are applied in turn (each sees the previous zone's output as its proposal), so the result
-    respects every zone; rate limits and the controller-facing events come from the first zone.
+    respects every zone, each with its own limits; rate limits apply in the first zone only (later
+    zones see an emergency so that they never undo a reduction), and events are the union over zones.
 
     Args:
         cfg: validated shield config.
@@ -139,47 +160,38 @@ class ThermalShield:
         b.temp_c[:] = temp_c
         b.power_w[:] = power_w
         b.inlet_c[:] = inlet_c
-        b.emergency[:] = emergency
+        b.emergency[:] = np.asarray(emergency, dtype=bool)
         f.set_cooling_failure(cooling_failure)
 
     def filter(self, proposed: np.ndarray, temp_c: np.ndarray | dict[str, np.ndarray], power_w: np.ndarray,
                inlet_c: np.ndarray, emergency: np.ndarray | bool = False,
-               cooling_failure: np.ndarray | bool = False
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
-        """Filter proposed P-states (``[n_units]`` ints) into safe ones.
+               cooling_failure: np.ndarray | bool = False) -> ThermalResult:
+        """Filter proposed P-states (``[n_units]`` int32) into safe ones.
 
         ``temp_c`` is the zone temperature per unit (degC; a dict by zone name when there are several
-        zones; NaN = unreadable), ``power_w`` the unit power over the last period (W), ``inlet_c`` the
-        inlet temperature (degC). Returns ``(applied, offline, cap_w, events)``: applied P-states, units
-        whose work must go offline (critical trip), thermal power caps (W, inf = none) and
-        ``{reason: units}``.
+        zones; NaN/inf = unreadable), ``power_w`` the unit power over the last period (W), ``inlet_c``
+        the inlet temperature (degC). The result's arrays are fresh copies.
         """
         applied = np.asarray(proposed)
-        events: dict[str, int] = {}
-        if len(self.filters) == 1:  # the common case, without the multi-zone bookkeeping
-            f = self.filters[0]
-            self._load(f, temp_c if not isinstance(temp_c, dict) else temp_c[self.zone_names[0]], power_w, inlet_c,
-                       emergency, cooling_failure)
-            f.buffers.proposed[:] = applied
-            f.run()
-            b = f.buffers
-            return b.applied, b.offline.view(bool), b.cap_w, decode_unit_events(b.events)
+        bits: np.ndarray | None = None
         offline = np.zeros(self.n_units, dtype=bool)
         cap_w = np.full(self.n_units, np.inf)
         for i, f in enumerate(self.filters):
             temps = temp_c[self.zone_names[i]] if isinstance(temp_c, dict) else temp_c
             self._load(f, temps, power_w, inlet_c, emergency if i == 0 else True, cooling_failure)
-            f.buffers.proposed[:] = applied
+            b = f.buffers
+            b.proposed[:] = applied
             f.run()
-            applied = f.buffers.applied
-            offline |= f.buffers.offline.astype(bool)
-            np.minimum(cap_w, f.buffers.cap_w, out=cap_w)
-            for reason, count in decode_unit_events(f.buffers.events).items():
-                events[reason] = max(events.get(reason, 0), count)
+            applied = b.applied
+            offline |= b.offline.view(bool)
+            np.minimum(cap_w, b.cap_w, out=cap_w)
+            bits = b.events.copy() if bits is None else bits | b.events
         if len(self.filters) > 1:
             for f in self.filters:
                 f.buffers.last_applied[:] = applied
-        return applied, offline, cap_w, events
+        if bits is None:
+            raise RuntimeError("a thermal shield needs at least one zone")  # ShieldConfig.validate forbids this
+        return ThermalResult(applied.copy(), offline, cap_w, (bits & 1).astype(bool), decode_unit_events(bits))
 
     def bounds(self, temp_c: np.ndarray | dict[str, np.ndarray], power_w: np.ndarray, inlet_c: np.ndarray,
                emergency: np.ndarray | bool = False, cooling_failure: np.ndarray | bool = False

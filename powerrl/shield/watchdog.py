@@ -22,23 +22,30 @@ HOLD = "hold"
 
 
 def action_is_valid(action: Any, space: spaces.Space) -> bool:
-    """True when ``action`` is finite and inside ``space`` (shape, bounds, integer values)."""
+    """True when ``action`` is real, finite numbers of the space's shape, inside ``space``.
+
+    Never raises: strings, objects, complex numbers and ragged lists are simply invalid.
+    """
     try:
         arr = np.asarray(action)
     except (TypeError, ValueError):
         return False
-    if arr.dtype == object or arr.shape != (space.shape or arr.shape):
+    if arr.dtype.kind not in "biuf" or arr.shape != tuple(space.shape or ()):
         return False
-    if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         return False
     if isinstance(space, spaces.MultiDiscrete | spaces.Discrete):
         if arr.dtype.kind == "f" and not np.array_equal(arr, np.round(arr)):
             return False
+        start = np.asarray(space.start)
         n = space.nvec if isinstance(space, spaces.MultiDiscrete) else space.n
-        return bool(((arr >= 0) & (arr < n)).all())
+        return bool(((arr >= start) & (arr < start + n)).all())
     if isinstance(space, spaces.Box):
         return bool(((arr >= space.low) & (arr <= space.high)).all())
-    return bool(space.contains(arr))
+    try:
+        return bool(space.contains(arr))
+    except (TypeError, ValueError):
+        return False
 
 
 class Watchdog:
@@ -76,9 +83,14 @@ class Watchdog:
         self.last_safe = action
 
     def fallback_action(self, observation: Any) -> Any:
-        """The fallback's decision for ``observation``."""
+        """The fallback's decision for ``observation``; ``hold`` when a named fallback fails too."""
         if self.fallback is not None:
-            return self.fallback.act(observation)
+            try:
+                action = self.fallback.act(observation)
+            except Exception:  # noqa: BLE001 - the fallback must not stop the loop either
+                action = None
+            if action is not None and action_is_valid(action, self.action_space):
+                return action
         if self.last_safe is None:
             raise RuntimeError("hold fallback has no applied action yet: call reset(initial_action=...) first")
         return self.last_safe

@@ -20,6 +20,7 @@ def _buffers(n: int, k: int = 6, rng: np.random.Generator | None = None, **kw: i
     b.r_die_c_per_w[:] = 0.05
     b.r_sink_c_per_w[:] = 0.12
     b.sink_decay[:] = np.where(rng.random(n) < 0.8, np.exp(-3.0 / 18.0), 1.0)
+    b.cap_decay[:] = np.where(rng.random(n) < 0.9, np.exp(-rng.uniform(0.1, 60.0, n) / 18.0), 1.0)
     return b
 
 
@@ -28,7 +29,13 @@ def _randomise_inputs(b: ShieldBuffers, rng: np.random.Generator) -> None:
     b.proposed[:] = rng.integers(-2, k + 2, n)
     b.temp_c[:] = rng.uniform(40, 110, n)
     b.temp_c[rng.random(n) < 0.05] = np.nan
+    b.temp_c[rng.random(n) < 0.02] = np.inf
+    b.temp_c[rng.random(n) < 0.02] = -np.inf
     b.power_w[:] = rng.uniform(80, 350, n)
+    b.power_w[rng.random(n) < 0.05] = np.nan
+    b.power_w[rng.random(n) < 0.03] = np.inf
+    b.power_w[rng.random(n) < 0.03] = -5.0
+    b.power_w[rng.random(n) < 0.03] = 1e12
     b.inlet_c[:] = rng.uniform(15, 45, n)
     b.inlet_rise_c[:] = np.where(rng.random(n) < 0.2, 15.0, 0.0)
     b.emergency[:] = rng.random(n) < 0.1
@@ -139,6 +146,7 @@ def test_thermal_cap_keeps_memory_bound_power_under_the_hot_trip() -> None:
     b.full_power_w[0] = [100.0, 200.0, 300.0, 400.0]
     b.max_power_w[:] = 450.0
     b.sink_decay[:] = 0.0  # steady state
+    b.cap_decay[:] = 0.0
     kernel = ShieldUnitsKernel(b)
     b.proposed[:] = 0
     b.temp_c[:] = 60.0
@@ -154,3 +162,32 @@ def test_thermal_cap_keeps_memory_bound_power_under_the_hot_trip() -> None:
     b.inlet_c[:] = 10.0  # 458 W: no cap needed
     kernel.run()
     assert b.cap_w[0] == np.inf and not b.events[0] & ref.SH_THERMAL_CAP
+
+
+def test_bad_readings_never_switch_the_thermal_cap_off() -> None:
+    b = _buffers(4, k=4)
+    b.full_power_w[:] = [100.0, 200.0, 300.0, 400.0]
+    b.max_power_w[:] = 450.0
+    b.sink_decay[:] = 1.0  # predictive throttle off: the cap still looks ahead
+    b.cap_decay[:] = 0.0
+    kernel = ShieldUnitsKernel(b)
+    b.proposed[:] = 3
+    b.temp_c[:] = [92.0, np.nan, -np.inf, 92.0]
+    b.power_w[:] = [np.inf, 100.0, 100.0, 1e12]
+    b.inlet_c[:] = 40.0
+    kernel.run()
+    # Unreadable or implausible: steady-state cap (88 - 40) / 0.17; huge or infinite power is clamped.
+    np.testing.assert_allclose(b.cap_w, 48.0 / 0.17)
+    assert (b.events[1:3] & ref.SH_SENSOR).all() and (b.applied[1:3] == 0).all()
+
+
+def test_huge_rate_limits_do_not_overflow() -> None:
+    b = _buffers(1, k=6, max_step_up=2**31 - 1, max_step_down=2**31 - 1)
+    b.sink_decay[:] = 1.0
+    b.cap_decay[:] = 1.0
+    kernel = ShieldUnitsKernel(b)
+    b.last_applied[:] = 3
+    b.proposed[:] = 5
+    b.temp_c[:] = 40.0
+    kernel.run()
+    assert b.applied[0] == 5

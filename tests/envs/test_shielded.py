@@ -23,6 +23,7 @@ def shielded(env_id: str, shield: object = None, **kw: object) -> ShieldedEnv:
     return ShieldedEnv(gym.make(env_id, **{**SMALL[env_id], **kw}), shield)  # type: ignore[arg-type]
 
 
+@pytest.mark.filterwarnings("ignore:.*is different from the unwrapped version")
 @pytest.mark.parametrize("env_id", IDS)
 def test_checkers_pass_on_the_shielded_env(env_id: str) -> None:
     env = shielded(env_id)
@@ -163,3 +164,26 @@ def test_vector_invalid_rows_fall_back_and_valid_rows_pass() -> None:
     applied = venv.adapter.core.actions  # type: ignore[attr-defined]
     assert applied.tolist() == [[2, 3], [6, 7]]
     assert venv.counters.steps["invalid_action"] == 1
+
+
+def test_thermal_cap_holds_memory_bound_work_under_hot_even_without_prediction() -> None:
+    venv = ShieldedVectorEnv(gym.make_vec("powerrl/NodeDVFS-v0", num_envs=4, vectorization_mode="vector_entry_point",
+                                          workload_class="memory", inlet_c=50.0, load_scale=2.0, episode_s=300.0),
+                             {"predictive": {"horizon_s": 0.0}})
+    venv.reset(seed=0)
+    top = np.full((4, 2), venv.adapter.n_pstates - 1)
+    hottest = 0.0
+    for _ in range(1500):
+        _, _, _, _, infos = venv.step(top)
+        hottest = max(hottest, float(infos["temp_die_c"].max()))
+    assert hottest <= 95.0
+    assert venv.counters.steps["thermal_cap"] > 0
+
+
+def test_vector_screen_survives_junk_actions() -> None:
+    venv = ShieldedVectorEnv(gym.make_vec("powerrl/NodeDVFS-v0", num_envs=2, vectorization_mode="vector_entry_point",
+                                          episode_s=20.0))
+    venv.reset(seed=0)
+    for junk in ([[1, 2], [3]], [["a", "b"], ["c", "d"]], np.zeros((3, 2)), [[1 + 5j, 2], [3, 4]]):
+        _, _, _, _, infos = venv.step(junk)
+        assert infos["shield_intervened"].all()

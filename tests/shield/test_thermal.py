@@ -121,3 +121,51 @@ def test_multi_zone_takes_the_most_restrictive() -> None:
                     unit_power_w=np.array([200.0]), inlet_c=np.array([24.0]))
     d = shield.filter(tel, np.array([K - 1]))
     assert d.pstate.tolist() == [0] and d.events.get("hot") == 1
+
+
+def _tel_n(temp: list[float], power: float = 100.0, inlet: float = 25.0) -> Telemetry:
+    n = len(temp)
+    return Telemetry(temp_c=np.array(temp), unit_power_w=np.full(n, power), inlet_c=np.full(n, inlet))
+
+
+def test_proposals_never_wrap_and_junk_holds_the_last_pstates() -> None:
+    shield = _shield(ShieldConfig(), 2)
+    d = shield.filter(_tel_n([50.0, 50.0]), np.array([2**32 + 3, 4], dtype=np.int64))
+    assert d.pstate.tolist() == [K - 1, 4] and d.events["out_of_range"] == 1
+    d = shield.filter(_tel_n([50.0, 50.0]), np.array([2**63 + 5, 2], dtype=np.uint64))
+    assert d.pstate.tolist() == [K - 1, 2] and d.events["out_of_range"] == 1
+    d = shield.filter(_tel_n([50.0, 50.0]), np.array([3.9, 3.0]))
+    assert d.pstate.tolist() == [0, 3] and d.events["out_of_range"] == 1 and d.intervened
+    d = shield.filter(_tel_n([50.0, 50.0]), np.array([None, 1], dtype=object))
+    assert d.pstate.tolist() == [0, 3] and d.events["invalid_action"] == 1 and d.intervened
+
+
+def test_decision_arrays_are_not_rewritten_by_later_calls() -> None:
+    shield = _shield(ShieldConfig(), 2)
+    d = shield.filter(_tel_n([110.0, 50.0]), np.array([5, 5]))
+    assert d.offline.tolist() == [True, False]
+    shield.bounds(_tel_n([50.0, 50.0]))
+    shield.filter(_tel_n([50.0, 50.0]), np.array([5, 5]))
+    assert d.offline.tolist() == [True, False] and d.pstate.tolist() == [0, 5]
+
+
+def test_a_thermal_cap_counts_as_an_intervention_only_where_it_binds() -> None:
+    shield = _shield(ShieldConfig(), 1)
+    # A hot inlet: the cap (about 124 W) is below the 158 W a domain can draw, above the 60 W it draws.
+    d = shield.filter(_tel_n([84.0], power=60.0, inlet=60.0), np.array([0]))
+    assert "thermal_cap" in d.events and 60.0 < d.thermal_cap_w[0] < 158.0 and not d.intervened
+    d = shield.filter(_tel_n([90.0], power=155.0, inlet=60.0), np.array([0]))
+    assert d.thermal_cap_w[0] < 155.0 and d.intervened
+
+
+def test_zones_union_their_events_and_cooling_requests() -> None:
+    cfg = make_shield_config({"predictive": {"horizon_s": 0}, "zones": {
+        "package": {"trips": [{"type": "passive", "temp_c": 85}, {"type": "hot", "temp_c": 95}]},
+        "dimm": {"trips": [{"type": "active", "temp_c": 60}, {"type": "passive", "temp_c": 80},
+                           {"type": "hot", "temp_c": 90}]}}})
+    shield = Shield(cfg, ThermalShield(cfg, UnitModel.from_profile(PROFILE, 4)))
+    tel = Telemetry(temp_c={"package": np.array([86.0, 86.0, 50.0, 50.0]), "dimm": np.array([50.0, 50.0, 81.0, 81.0])},
+                    unit_power_w=np.full(4, 100.0), inlet_c=np.full(4, 24.0))
+    d = shield.filter(tel, np.full(4, K - 1))
+    assert d.events["passive"] == 4 and d.pstate.tolist() == [K - 2] * 4
+    assert d.cooling_request.tolist() == [False, False, True, True]
