@@ -54,13 +54,14 @@ ALL_REASONS: tuple[str, ...] = UNIT_REASONS + CAP_REASONS + WATCHDOG_REASONS
 
 def decode_unit_events(bits: np.ndarray) -> dict[str, int]:
     """``{reason: number of units}`` from the unit filter's event bits (empty when none fired)."""
-    if not bits.any():
-        return {}
+    present = int(np.bitwise_or.reduce(bits)) if bits.size else 0
     out: dict[str, int] = {}
-    for i, reason in enumerate(UNIT_REASONS):
-        count = int(np.count_nonzero(bits & (1 << i)))
-        if count:
-            out[reason] = count
+    i = 0
+    while present:  # only the bits that fired: a decision usually has none or one
+        if present & 1:
+            out[UNIT_REASONS[i]] = int(np.count_nonzero(bits & (1 << i)))
+        present >>= 1
+        i += 1
     return out
 
 

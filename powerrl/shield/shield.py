@@ -132,16 +132,19 @@ class Shield:
         n, top = self.n_units, self.n_pstates
         try:
             arr = np.asarray(pstate)
-            if arr.dtype.kind == "f":
+            kind = arr.dtype.kind
+            if kind == "i":
+                arr = np.minimum(np.maximum(arr, -1), top)
+            elif kind == "f":
                 with np.errstate(invalid="ignore"):
                     bad = ~np.isfinite(arr) | (arr != np.round(arr))
-                    arr = np.where(bad, -1.0, np.clip(arr, -1.0, float(top)))
-            elif arr.dtype.kind == "u":
+                    arr = np.where(bad, -1.0, np.minimum(np.maximum(arr, -1.0), float(top)))
+            elif kind == "u":
                 arr = np.minimum(arr, top)
-            elif arr.dtype.kind == "i":
-                arr = np.clip(arr, -1, top)
-            elif arr.dtype.kind != "b":
+            elif kind != "b":
                 raise TypeError(f"P-states of dtype {arr.dtype}")
+            if arr.shape == (n,):
+                return arr.astype(np.int32)
             return np.broadcast_to(arr.astype(np.int64), (n,)).astype(np.int32)
         except (TypeError, ValueError, OverflowError):
             events["invalid_action"] = 1
@@ -177,12 +180,13 @@ class Shield:
                     f.buffers.last_applied[:] = applied
                 if forced.any():
                     events["hot"] = events.get("hot", 0) + int(forced.sum())
-        # A thermal cap is an intervention where it binds: under last period's power (or power unknown).
-        with np.errstate(invalid="ignore"):
-            power = np.nan_to_num(np.asarray(tel.unit_power_w, dtype=np.float64), nan=np.inf)
-        binding = thermal_cap_w < power
+        changed = applied != proposed
+        if "thermal_cap" in events:
+            # A thermal cap is an intervention where it binds: under last period's power (or power unknown).
+            with np.errstate(invalid="ignore"):
+                changed |= np.isfinite(thermal_cap_w) & ~(thermal_cap_w >= np.asarray(tel.unit_power_w))
         decision = Decision(pstate=applied, thermal_cap_w=thermal_cap_w, cap_w=None, offline=offline,
-                            cooling_request=cooling_request, pstate_changed=(applied != proposed) | binding,
+                            cooling_request=cooling_request, pstate_changed=changed,
                             cap_changed=None, events=events)
         if cap_w is not None and self.caps:
             self._filter_caps(tel, np.asarray(cap_w, dtype=np.float64), decision)

@@ -173,6 +173,15 @@ class ThermalShield:
         the inlet temperature (degC). The result's arrays are fresh copies.
         """
         applied = np.asarray(proposed)
+        if len(self.filters) == 1:  # the common case, without the multi-zone bookkeeping
+            f = self.filters[0]
+            b = f.buffers
+            self._load(f, temp_c[self.zone_names[0]] if isinstance(temp_c, dict) else temp_c, power_w, inlet_c,
+                       emergency, cooling_failure)
+            b.proposed[:] = applied
+            f.run()
+            return ThermalResult(b.applied.copy(), b.offline.astype(bool), b.cap_w.copy(),
+                                 (b.events & 1).astype(bool), decode_unit_events(b.events))
         bits: np.ndarray | None = None
         offline = np.zeros(self.n_units, dtype=bool)
         cap_w = np.full(self.n_units, np.inf)
