@@ -71,7 +71,9 @@ class PlanModel:
 
     def in_force_w(self, budget_w: float) -> float:
         cap_w = self.fac.cfg.budget.budget_w
-        return budget_w if cap_w is None or math.isnan(budget_w) else min(budget_w, cap_w)
+        if cap_w is None:
+            return budget_w
+        return cap_w if math.isnan(budget_w) else min(budget_w, cap_w)  # a NaN target falls back to the config
 
     def plan(self, budget_w: float, time_s: float, announced_w: float | None, deadline_s: float) -> tuple[float, bool]:
         cfg = self.fac.cfg
@@ -560,3 +562,10 @@ def test_event_reasons_name_the_scope_that_cut() -> None:
     np.testing.assert_allclose(fac.floor_w, [200, 128, 100, 100])
     # Background's floor is its base (idle): only Production and Development go below their bases.
     assert events == {"budget": 4, "emergency_floor": 2, "infeasible": 1}
+
+
+def test_a_nan_target_budget_falls_back_to_the_configured_budget() -> None:
+    cfg = make_shield_config({"budget": {"budget_w": 500.0, "reserve_frac": 0.0, "base_frac": [0.0] * 5}})
+    shield = CapShield(cfg, np.full(2, 100.0), np.full(2, 300.0), np.array([1, 4]))
+    caps, _ = shield.filter(np.full(2, 300.0), np.zeros(2), math.nan)
+    assert caps.sum() == pytest.approx(500.0)
