@@ -6,7 +6,8 @@ that keeps the trips quiet except a passive band now and then (the common case),
 filter is also timed against its NumPy twin on 1,024 units. Cluster: ``CapShield.filter`` on 1,000
 nodes (64 racks of 16, 32 PDUs at 85 % of their busy power) with a binding budget, rate limits on,
 fresh requests each call. Every figure is printed next to its goal and as a share of the control
-period it must fit in (100 ms node, 1 s cluster).
+period it must fit in (100 ms node, 1 s cluster). Last, the 1,024-copy NodeDVFS vector env is
+stepped bare and behind ``ShieldedVectorEnv`` (what training through the shield costs).
 
 Usage: python benchmarks/shield_cost.py [--calls 20000] [--seed 0]
 """
@@ -120,6 +121,28 @@ def cluster(calls: int, rng: np.random.Generator) -> None:
           CLUSTER_PERIOD_US)
 
 
+def vector_env(steps: int) -> None:
+    """Env-steps/s of the 1,024-copy NodeDVFS vector env, bare and behind the shield, in one run."""
+    import gymnasium as gym
+
+    import powerrl  # noqa: F401  (registers the envs)
+    from powerrl.envs.shielded import ShieldedVectorEnv
+
+    rates = []
+    for shielded in (False, True):
+        env = gym.make_vec("powerrl/NodeDVFS-v0", num_envs=1024, vectorization_mode="vector_entry_point")
+        if shielded:
+            env = ShieldedVectorEnv(env)
+        env.reset(seed=0)
+        actions = np.random.default_rng(0).integers(0, 11, (steps, 1024, 2))
+        t0 = time.perf_counter()
+        for k in range(steps):
+            env.step(actions[k])
+        rates.append(steps * 1024 / (time.perf_counter() - t0))
+    print(f"{'NodeDVFS vector, 1,024 copies, random P-states':46s} bare {rates[0] / 1e6:5.2f} M env-steps/s  "
+          f"shielded {rates[1] / 1e6:5.2f} M env-steps/s  ({rates[0] / rates[1]:.1f}x the bare cost)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--calls", type=int, default=20000, help="node decisions timed (a tenth for the cluster)")
@@ -128,6 +151,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     node(args.calls, rng)
     cluster(args.calls, rng)
+    vector_env(max(args.calls // 20, 50))
 
 
 if __name__ == "__main__":
