@@ -163,6 +163,21 @@ def load_yaml(path: str | Path) -> Any:
         raise ConfigError("", f"YAML syntax error at {where}", "valid YAML", str(p)) from None
 
 
+def load_kind(path: str | Path, kind: str, what: str = "") -> dict[str, Any]:
+    """The mapping in YAML file ``path`` without its ``kind:`` key, which must be ``kind`` (or absent).
+
+    ``what`` names the other required keys in the error message (e.g. ``"and 'id'"``).
+    """
+    data = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError("", data, f"a mapping with 'kind: {kind}'{' ' + what if what else ''}", str(path))
+    data = dict(data)
+    found = data.pop("kind", kind)
+    if found != kind:
+        raise ConfigError("kind", found, f"'{kind}'", str(path))
+    return data
+
+
 def load(cls: type[T], path: str | Path, *, section: str | None = None) -> T:
     """Load ``path`` (optionally one top-level ``section`` of it) into dataclass ``cls``."""
     data = load_yaml(path)

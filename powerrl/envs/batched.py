@@ -16,6 +16,38 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
+from powerrl.envs import events
+
+
+class CoreClock:
+    """Clock and scenario-event views shared by the env cores.
+
+    A core using it sets ``cfg`` (with ``dt_s``), ``start_s`` and ``step_count`` (per copy),
+    ``_events`` (the config's scenario events) and ``_inlet`` (a ``[n_copies, units]`` view of its
+    kernel's ``arrays.inlet_c``).
+    """
+
+    cfg: Any
+    start_s: np.ndarray
+    step_count: np.ndarray
+    _events: tuple[Any, ...]
+    _inlet: np.ndarray
+
+    @property
+    def time_s(self) -> np.ndarray:
+        """Trace time per copy (s since trace row 0)."""
+        return self.start_s + self.step_count * self.cfg.dt_s
+
+    @property
+    def inlet_c(self) -> np.ndarray:
+        """Inlet temperature of every unit in the last step, degC: ``[n_copies, units]`` view of ``arrays.inlet_c``."""
+        return self._inlet
+
+    def events_active(self, i: int) -> tuple[str, ...]:
+        """Kinds of the events active during copy ``i``'s last step (none before its first)."""
+        n = self.step_count.item(i)
+        return events.active_kinds(self._events, (n - 1) * self.cfg.dt_s) if self._events and n > 0 else ()
+
 
 class BatchedVectorEnv(VectorEnv):
     """``num_envs`` copies stepped together, with Gymnasium's same-step autoreset.

@@ -9,7 +9,7 @@ from gymnasium import spaces
 
 from powerrl.envs import events, sources
 from powerrl.envs.arrivals import ArrivalChunks
-from powerrl.envs.batched import BatchedVectorEnv, SingleCopyEnv
+from powerrl.envs.batched import BatchedVectorEnv, CoreClock, SingleCopyEnv
 from powerrl.envs.config import ClusterBudgetConfig, make_config
 from powerrl.envs.fleet import build_fleet, pstate_array
 from powerrl.model.workload import NODE_LOAD_LOG_SD
@@ -53,7 +53,7 @@ def assign_priorities(n_nodes: int) -> np.ndarray:
     return np.searchsorted(edges, np.arange(n_nodes) + 0.5, side="right").clip(0, 4).astype(np.int64)
 
 
-class ClusterBudgetCore:
+class ClusterBudgetCore(CoreClock):
     """``n_copies`` independent clusters of ``n_nodes`` nodes, stepped in one C call.
 
     Budget per copy, W: :attr:`budget_w` is in force for the next step; :attr:`announced_budget_w`
@@ -109,21 +109,6 @@ class ClusterBudgetCore:
         self.obs = np.zeros((n_copies, n * len(NODE_FIELDS) + len(GLOBAL_FIELDS)), dtype=np.float32)
         self._node_obs = self.obs[:, : n * len(NODE_FIELDS)].reshape(n_copies, n, len(NODE_FIELDS))
         self.node_obs_static = self.priority / 4.0
-
-    @property
-    def time_s(self) -> np.ndarray:
-        """Trace time per copy (s since trace row 0)."""
-        return self.start_s + self.step_count * self.cfg.dt_s
-
-    @property
-    def inlet_c(self) -> np.ndarray:
-        """Inlet temperature of every node in the last step, degC: a ``[n_copies, n]`` view of ``arrays.inlet_c``."""
-        return self._inlet
-
-    def events_active(self, i: int) -> tuple[str, ...]:
-        """Kinds of the events active during copy ``i``'s last step (none before its first)."""
-        n = self.step_count.item(i)
-        return events.active_kinds(self._events, (n - 1) * self.cfg.dt_s) if self._events and n > 0 else ()
 
     def cap_from_action(self, action: np.ndarray) -> np.ndarray:
         """Map actions in [-1, 1] (``[n_copies, n]``) to caps in W from idle to busy power; NaN -> idle."""

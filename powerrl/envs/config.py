@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from powerrl.config import from_dict, load_yaml, spec
+from powerrl.config import from_dict, load_kind, spec
 from powerrl.envs.events import EVENT_KINDS, SITE_KINDS, EventSpec, check_events
 from powerrl.errors import ConfigError
 from powerrl.model.carbon import CarbonSpec
@@ -141,13 +141,7 @@ def make_config(env_id: str, overrides: dict[str, Any] | None = None, source: st
 
 def load_env_config(path: str | Path) -> tuple[str, Any]:
     """Load an env YAML (``kind: env``, ``id: ...``, then config fields); returns ``(env_id, config)``."""
-    data = load_yaml(path)
-    if not isinstance(data, dict):
-        raise ConfigError("", data, "a mapping with 'kind: env' and 'id'", str(path))
-    data = dict(data)
-    kind = data.pop("kind", "env")
-    if kind != "env":
-        raise ConfigError("kind", kind, "'env'", str(path))
+    data = load_kind(path, "env", "and 'id'")
     env_id = data.pop("id", None)
     if env_id not in ENV_CONFIGS:
         raise ConfigError("id", env_id, "one of " + ", ".join(ENV_CONFIGS), str(path))

@@ -9,7 +9,7 @@ from gymnasium import spaces
 
 from powerrl.envs import events, sources
 from powerrl.envs.arrivals import ArrivalChunks
-from powerrl.envs.batched import BatchedVectorEnv, SingleCopyEnv
+from powerrl.envs.batched import BatchedVectorEnv, CoreClock, SingleCopyEnv
 from powerrl.envs.config import DatacenterConfig, make_config
 from powerrl.envs.fleet import build_fleet, pstate_array
 from powerrl.model.workload import NODE_LOAD_LOG_SD
@@ -47,7 +47,7 @@ GLOBAL_FIELDS: tuple[tuple[str, str, float, float], ...] = (
 )
 
 
-class DatacenterCore:
+class DatacenterCore(CoreClock):
     """``n_copies`` independent datacenters, all their nodes stepped in one C call.
 
     Scenario events (``cfg.events``) act at each copy's episode time ``step_count * dt_s``: heat
@@ -105,21 +105,6 @@ class DatacenterCore:
         # Normaliser of the cost term: all nodes at busy power with PUE 1.5 at 300 gCO2/kWh for one step.
         kwh = self.busy_total_w * 1.5 * cfg.dt_s / 3.6e6
         self.cost_scale = kwh * (cfg.reward.energy_price_per_kwh + cfg.reward.carbon_price_per_kg * 0.3)
-
-    @property
-    def time_s(self) -> np.ndarray:
-        """Trace time per copy (s since trace row 0)."""
-        return self.start_s + self.step_count * self.cfg.dt_s
-
-    @property
-    def inlet_c(self) -> np.ndarray:
-        """Inlet temperature of every node in the last step, degC: a ``[n_copies, n]`` view of ``arrays.inlet_c``."""
-        return self._inlet
-
-    def events_active(self, i: int) -> tuple[str, ...]:
-        """Kinds of the events active during copy ``i``'s last step (none before its first)."""
-        n = self.step_count.item(i)
-        return events.active_kinds(self._events, (n - 1) * self.cfg.dt_s) if self._events and n > 0 else ()
 
     def reset_copies(self, which: np.ndarray, rng: np.random.Generator, start_s: float | None = None) -> None:
         """Start new episodes for the copies in mask ``which``.

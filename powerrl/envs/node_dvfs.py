@@ -11,7 +11,7 @@ from powerrl._core._reference import ReferenceDVFSStepper
 from powerrl._core.sim import DVFS_FIELDS, DVFS_INFO, DVFSStepper
 from powerrl.envs import events, sources
 from powerrl.envs.arrivals import ArrivalChunks
-from powerrl.envs.batched import BatchedVectorEnv, SingleCopyEnv
+from powerrl.envs.batched import BatchedVectorEnv, CoreClock, SingleCopyEnv
 from powerrl.envs.config import NodeDVFSConfig, make_config
 from powerrl.envs.fleet import build_fleet
 from powerrl.model.workload import NODE_LOAD_LOG_SD
@@ -39,7 +39,7 @@ if len(DOMAIN_FIELDS) != DVFS_FIELDS or len(INFO_FIELDS) != DVFS_INFO:
     raise ImportError("powerrl.envs.node_dvfs and powerrl/_core/node_dvfs_env.h disagree on the layout; rebuild")
 
 
-class NodeDVFSCore:
+class NodeDVFSCore(CoreClock):
     """``n_copies`` independent copies of one server, stepped in one C call.
 
     Holds the kernel buffers, the per-copy clocks and the arrival process; the single env and the
@@ -130,11 +130,6 @@ class NodeDVFSCore:
         self.chunks.refill(idx, self.start_s, self.step_count, self.load_scale, rng)
         self.stepper.observe()
 
-    @property
-    def inlet_c(self) -> np.ndarray:
-        """Inlet temperature of every domain in the last step, degC: a ``[n_copies, k]`` view of ``arrays.inlet_c``."""
-        return self._inlet
-
     # -- stepping -------------------------------------------------------------------------------
     def step(self, rng: np.random.Generator) -> np.ndarray:
         """Advance every copy one step with the P-states in :attr:`actions`; returns the rewards."""
@@ -168,11 +163,6 @@ class NodeDVFSCore:
             info["inlet_c"] = float(self._inlet[i, 0])
             info["events_active"] = self.events_active(i)
         return info
-
-    def events_active(self, i: int) -> tuple[str, ...]:
-        """Kinds of the events active during copy ``i``'s last step (none before its first)."""
-        n = self.step_count.item(i)
-        return events.active_kinds(self._events, (n - 1) * self.cfg.dt_s) if self._events and n > 0 else ()
 
 
 def _spaces(cfg: NodeDVFSConfig, n_pstates: int) -> tuple[spaces.MultiDiscrete, spaces.Box]:

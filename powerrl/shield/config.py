@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from powerrl.config import from_dict, load_yaml, spec
+from powerrl.config import from_dict, load_kind, spec
 from powerrl.errors import ConfigError
 
 TRIP_TYPES = ("active", "passive", "hot", "critical")
@@ -224,14 +224,7 @@ def make_shield_config(overrides: dict[str, Any] | None = None, source: str | No
 
 def load_shield_config(path: str | Path) -> ShieldConfig:
     """Load ``configs/shields/*.yaml`` (``kind: shield`` plus :class:`ShieldConfig` fields)."""
-    data = load_yaml(path)
-    if not isinstance(data, dict):
-        raise ConfigError("", data, "a mapping with 'kind: shield'", str(path))
-    data = dict(data)
-    kind = data.pop("kind", "shield")
-    if kind != "shield":
-        raise ConfigError("kind", kind, "'shield'", str(path))
-    return make_shield_config(data, source=str(path))
+    return make_shield_config(load_kind(path, "shield"), source=str(path))
 
 
 #: Shipped shield configs, by name (``configs/shields/<name>.yaml`` in the repo, copied in the package).
