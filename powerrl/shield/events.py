@@ -93,6 +93,13 @@ class ShieldCounters:
         """Share of decisions where the shield changed the action."""
         return self.interventions / self.decisions if self.decisions else 0.0
 
+    def scalars(self, prefix: str = "shield/") -> dict[str, float]:
+        """Flat ``{tag: value}`` for TensorBoard: intervention rate and per-reason share of decisions."""
+        out = {f"{prefix}intervention_rate": self.intervention_rate()}
+        for reason, steps in sorted(self.steps.items()):
+            out[f"{prefix}{reason}"] = steps / self.decisions if self.decisions else 0.0
+        return out
+
     def as_dict(self) -> dict[str, Any]:
         """Plain data for logs: decisions, interventions, rate and per-reason step counts."""
         return {"decisions": self.decisions, "interventions": self.interventions,

@@ -99,3 +99,14 @@ def test_random_controller_is_registered_seeded_and_in_space() -> None:
     assert all(BOX.contains(x) for x in xs)
     with pytest.raises(ConfigError, match="a registered controller: .*random"):
         make_controller("no-such", BOX)
+
+
+def test_counters_give_tensorboard_scalars() -> None:
+    from powerrl.shield.events import ShieldCounters
+
+    c = ShieldCounters()
+    c.add({"passive": 2}, True)
+    c.add({}, False)
+    c.add({"passive": 1, "budget": 5}, True)
+    assert c.scalars() == {"shield/intervention_rate": 2 / 3, "shield/budget": 1 / 3, "shield/passive": 2 / 3}
+    assert c.as_dict()["by_reason"] == {"budget": 1, "passive": 2}
