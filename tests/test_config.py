@@ -67,7 +67,7 @@ def test_yaml_is_loaded_safely(tmp_path: Path) -> None:
 
 def test_shipped_env_configs_are_valid() -> None:
     files = sorted((CONFIGS / "envs").glob("*.yaml"))
-    assert len(files) == 3
+    assert len(files) >= 3
     ids = {load_env_config(f)[0] for f in files}
     assert ids == {"powerrl/NodeDVFS-v0", "powerrl/ClusterBudget-v0", "powerrl/Datacenter-v0"}
 
@@ -94,3 +94,9 @@ def test_config_check_unknown_kind(tmp_path: Path, capsys: pytest.CaptureFixture
     f.write_text("kind: spaceship\n")
     assert main(["config", "check", str(f)]) == 1
     assert "kind = 'spaceship'" in capsys.readouterr().out
+
+
+def test_the_grid_cut_example_env_config_schedules_its_cut() -> None:
+    env_id, cfg = load_env_config(CONFIGS / "envs" / "clusterbudget-gridcut.yaml")
+    assert env_id == "powerrl/ClusterBudget-v0"
+    assert [(e.kind, e.percent, e.within_s) for e in cfg.events] == [("grid_cut", 30.0, 5.0)]
