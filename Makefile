@@ -42,7 +42,7 @@ test-all: build
 # the optimised build again.
 test-debug: $(STAMP)
 	POWERRL_DEBUG=1 $(PY) setup.py --quiet build_ext --inplace --force
-	$(PY) -m pytest -q tests/_core tests/c tests/envs tests/hw
+	$(PY) -m pytest -q tests/_core tests/c tests/envs tests/hw tests/shield
 	$(PY) setup.py --quiet build_ext --inplace --force
 
 bench: build
