@@ -97,3 +97,23 @@ class RandomController(Controller):
     def act(self, observation: np.ndarray) -> Any:
         """A uniform sample of the action space."""
         return self.action_space.sample()
+
+
+@register("lowest")
+class LowestController(Controller):
+    """Every action at its minimum: lowest P-states, idle caps, lowest ceilings, coldest supply, no deferral.
+
+    The conservative fallback for the shield's watchdog (``watchdog.fallback: lowest``): least power
+    and heat whatever the observation, at the cost of performance.
+    """
+
+    def act(self, observation: np.ndarray) -> Any:
+        """The minimum of the action space."""
+        space = self.action_space
+        if isinstance(space, spaces.MultiDiscrete):
+            return np.asarray(space.start, dtype=space.dtype) * np.ones(space.shape, dtype=space.dtype)
+        if isinstance(space, spaces.Discrete):
+            return int(space.start)
+        if isinstance(space, spaces.Box):
+            return space.low.copy()
+        raise TypeError(f"lowest: unsupported action space {space}")

@@ -31,6 +31,8 @@ def _fuzz(args: argparse.Namespace) -> int:
     if args.steps is not None and args.steps < 1:
         raise ConfigError("--steps", args.steps, "an integer >= 1")
     cfg = resolve_shield_config(args.shield)  # fail on a bad config before any work starts
+    for env_id in args.env or list(stress.FULL_MATRIX):
+        stress.check_binds(env_id, args.shield)  # and on one the simulator cannot take (zones, floor P-state)
     envs = args.env or list(stress.FULL_MATRIX)
     sizes = {}
     for env_id in envs:
@@ -57,8 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from powerrl.envs import stress
 
     p = subparsers.add_parser("shield", help="inspect and stress-test safety shield configs",
-                              description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="shield_command", required=True)
+                              description="Inspect a safety shield config (show) and stress-test it with random "
+                                          "and adversarial controllers in emergency scenarios (fuzz).")
+    sub = p.add_subparsers(dest="shield_command", metavar="{show,fuzz}", required=True)
     show = sub.add_parser("show", help="print a shield config with every default filled in")
     show.add_argument("shield", nargs="?", default="default", help="shipped name (default, strict) or YAML path")
     show.set_defaults(func=_show)

@@ -11,8 +11,10 @@
 3. the shield's decision goes back into the env's action space (and, where the env's action cannot
    express it, into the P-state ceilings and offline switches the simulator exposes like sysfs).
 
-``info["shield"]`` holds ``proposed``, ``applied``, ``events`` (``{reason: units}``) and
-``intervened``; ``info["cost"]`` is 1.0 on a step the shield changed anything (for constrained RL)
+``info["shield"]`` holds ``proposed``, ``applied`` (the env action actually stepped), ``events``
+(``{reason: units}``), ``alerts`` (the events an operator must hear about), ``intervened``, and what
+the env action cannot show: ``pstate`` (the P-state ceiling per unit), ``thermal_cap_w`` (W, inf =
+none) and ``offline`` per unit; ``info["cost"]`` is 1.0 on a step the shield changed anything (for constrained RL)
 and ``penalty`` (config) is subtracted from the reward on such steps. :attr:`counters` keeps
 per-reason totals for TensorBoard. Discrete envs (NodeDVFS-v0) also offer ``action_masks()``
 (sb3-contrib MaskablePPO); the filter still has the last word when a mask is ignored.
@@ -29,8 +31,11 @@ from gymnasium import spaces
 from gymnasium.vector import VectorEnv, VectorWrapper
 
 from powerrl.envs import events as scenario_events
+from powerrl.envs.cluster_budget import ENV_ID as CLUSTER_BUDGET_ID
 from powerrl.envs.cluster_budget import ClusterBudgetCore
+from powerrl.envs.datacenter import ENV_ID as DATACENTER_ID
 from powerrl.envs.datacenter import RECIRC_BASE_C, RECIRC_LOAD_C, DatacenterCore
+from powerrl.envs.node_dvfs import ENV_ID as NODE_DVFS_ID
 from powerrl.envs.node_dvfs import NodeDVFSCore
 from powerrl.model.profiles import get_profile
 from powerrl.shield.budget import GroupLevel
@@ -225,11 +230,21 @@ def _adapter(core: Any, cfg: ShieldConfig, space: spaces.Space) -> _Adapter:
     raise TypeError(f"no shield adapter for {type(core).__name__}: wrap a powerrl simulator env")
 
 
+def _env_id(core: Any) -> str:
+    """The env id of a core (for messages)."""
+    for core_cls, env_id in ((NodeDVFSCore, NODE_DVFS_ID), (ClusterBudgetCore, CLUSTER_BUDGET_ID),
+                             (DatacenterCore, DATACENTER_ID)):
+        if isinstance(core, core_cls):
+            return env_id
+    return type(core).__name__
+
+
 def _bind_config(shield: ShieldConfig | str | dict[str, Any] | None, dt_s: float, n_pstates: int, target: str
                  ) -> ShieldConfig:
     cfg = resolve_shield_config(shield)
-    cfg.check_zones(SIM_ZONES, target)
-    cfg.check_pstates(n_pstates, target)
+    source = str(shield) if isinstance(shield, str) and shield.endswith((".yaml", ".yml")) else None
+    cfg.check_zones(SIM_ZONES, target, source)
+    cfg.check_pstates(n_pstates, target, source)
     # One decision per env step: the env's step is the control period.
     timeout = min(cfg.watchdog.controller_timeout_s, dt_s)
     return dataclasses.replace(cfg, period_s=dt_s, watchdog=dataclasses.replace(cfg.watchdog,
@@ -249,8 +264,7 @@ class ShieldedEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
         gym.utils.RecordConstructorArgs.__init__(self, shield=shield)
         gym.Wrapper.__init__(self, env)
         core = env.unwrapped.core  # type: ignore[attr-defined]
-        self.shield_config = _bind_config(shield, core.cfg.dt_s, core.arrays.n_pstates, str(env.unwrapped.spec.id
-                                          if env.unwrapped.spec else type(env.unwrapped).__name__))
+        self.shield_config = _bind_config(shield, core.cfg.dt_s, core.arrays.n_pstates, _env_id(core))
         self.adapter = _adapter(core, self.shield_config, env.action_space)
         self.shield = self.adapter.shield
         self.watchdog = Watchdog(self.shield_config.watchdog, env.action_space, env.observation_space)
@@ -278,7 +292,9 @@ class ShieldedEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.counters.add(events, intervened)
         self.watchdog.record_applied(applied)
         self._obs = obs
-        info["shield"] = {"proposed": action, "applied": applied, "events": events, "intervened": intervened}
+        info["shield"] = {"proposed": action, "applied": applied, "events": events, "intervened": intervened,
+                          "alerts": decision.alerts, "pstate": decision.pstate, "thermal_cap_w": decision.thermal_cap_w,
+                          "offline": decision.offline}
         info["cost"] = float(intervened)
         return obs, float(reward) - self.shield_config.penalty * intervened, terminated, truncated, info
 
@@ -292,14 +308,14 @@ class ShieldedEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
 class ShieldedVectorEnv(VectorWrapper):
     """A batched powerrl vector env behind the safety shield: one shield call for all copies.
 
-    ``infos["shield_intervened"]`` (``[num_envs]`` bool), ``infos["cost"]`` and
-    ``infos["shield_events"]`` (totals over copies) report what the shield did.
+    ``infos["shield_intervened"]`` (``[num_envs]`` bool), ``infos["cost"]``, ``infos["shield_applied"]``
+    (the actions stepped) and ``infos["shield_events"]`` (totals over copies) report what the shield did.
     """
 
     def __init__(self, env: VectorEnv, shield: ShieldConfig | str | dict[str, Any] | None = None) -> None:
         super().__init__(env)
         core = env.unwrapped.core  # type: ignore[attr-defined]
-        self.shield_config = _bind_config(shield, core.cfg.dt_s, core.arrays.n_pstates, type(env.unwrapped).__name__)
+        self.shield_config = _bind_config(shield, core.cfg.dt_s, core.arrays.n_pstates, _env_id(core))
         self.single_space = env.single_action_space
         self.adapter = _adapter(core, self.shield_config, self.single_space)
         self.shield = self.adapter.shield
@@ -367,7 +383,7 @@ class ShieldedVectorEnv(VectorWrapper):
         events = dict(decision.events)
         if n_invalid:
             events["invalid_action"] = n_invalid
-        self.counters.add(events, bool(changed.any()))
+        self.counters.add(events, int(changed.sum()), decisions=self.num_envs)
         done = terminated | truncated
         self._last = np.array(safe)
         if done.any():
@@ -377,6 +393,7 @@ class ShieldedVectorEnv(VectorWrapper):
         infos["shield_intervened"] = changed
         infos["cost"] = changed.astype(np.float64)
         infos["shield_events"] = events
+        infos["shield_applied"] = safe
         return obs, reward - self.shield_config.penalty * changed, terminated, truncated, infos
 
     def action_masks(self) -> np.ndarray:

@@ -21,6 +21,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from powerrl.control import make_controller
 from powerrl.envs.shielded import ShieldedVectorEnv
 from powerrl.shield.config import ShieldConfig
 
@@ -33,6 +34,12 @@ STRESS_ENVS: dict[str, dict[str, Any]] = {
 }
 SCENARIOS = ("normal", "heat_wave", "cooling_failure", "grid_cut", "demand_surge")
 CONTROLLERS = ("random", "all_max", "oscillate", "invalid")
+
+
+def check_binds(env_id: str, shield: ShieldConfig | str | None) -> None:
+    """Raise :class:`~powerrl.errors.ConfigError` if ``shield`` cannot guard ``env_id`` (zones, floor P-state)."""
+    env = gym.make_vec(env_id, num_envs=1, vectorization_mode="vector_entry_point", **STRESS_ENVS[env_id])
+    ShieldedVectorEnv(env, shield).close()
 
 
 def scenario_events(name: str, env_id: str, episode_s: float) -> tuple[dict[str, Any], ...] | None:
@@ -115,13 +122,15 @@ class StressResult:
 
 
 def run_stress(env_id: str, scenario: str, controller: str, n_copies: int, n_steps: int, seed: int = 0,
-               shield: ShieldConfig | str | None = None, tolerance_c: float = 0.0, shielded: bool = True
-               ) -> StressResult | None:
+               shield: ShieldConfig | str | None = None, tolerance_c: float = 0.0, shielded: bool = True,
+               thermal_model_error: float = 0.0) -> StressResult | None:
     """Run ``controller`` on ``n_copies`` shielded copies of ``env_id`` for ``n_steps`` periods.
 
     ``shielded=False`` runs the same controller on the bare env (the comparison that shows what the
-    shield prevents; NaN actions then reach the env's own NaN handling). Returns None when the
-    scenario does not apply to the env (a grid cut without a budget).
+    shield prevents; NaN actions then reach the env's own NaN handling). ``thermal_model_error``
+    makes the simulated servers' thermal resistances that much larger than the profile the shield
+    models them with (0.1 = 10 % hotter per watt), to measure the guarantee's model tolerance.
+    Returns None when the scenario does not apply to the env (a grid cut without a budget).
     """
     overrides = dict(STRESS_ENVS[env_id])
     events = scenario_events(scenario, env_id, overrides["episode_s"])
@@ -131,18 +140,29 @@ def run_stress(env_id: str, scenario: str, controller: str, n_copies: int, n_ste
     bare = gym.make_vec(env_id, num_envs=n_copies, vectorization_mode="vector_entry_point", **overrides)
     venv = ShieldedVectorEnv(bare, shield)
     env: gym.vector.VectorEnv = venv if shielded else bare
+    if thermal_model_error:
+        sim = venv.adapter.core.arrays  # the simulator's own parameters; the shield keeps the profile's
+        sim.r_die_c_per_w *= 1.0 + thermal_model_error
+        sim.r_sink_c_per_w *= 1.0 + thermal_model_error
     hot_c = min(z.temp_of("hot") or z.temp_of("critical") or np.inf for z in venv.shield_config.zones.values())
-    result = StressResult(env_id, scenario, controller if shielded else f"{controller} (no shield)",
-                          hot_trip_c=float(hot_c))
+    label = controller if shielded else f"{controller} (no shield)"
+    if thermal_model_error:
+        label += f" R{thermal_model_error:+.0%}"
+    result = StressResult(env_id, scenario, label, hot_trip_c=float(hot_c))
     rng = np.random.default_rng(seed)
-    env.reset(seed=seed)
+    obs, _ = env.reset(seed=seed)
+    # "random" is the registered controller (uniform over the batched action space), seeded here.
+    random_controller = make_controller("random", venv.action_space) if controller == "random" else None
+    if random_controller is not None:
+        random_controller.reset(seed)
     over_last = np.zeros(n_copies, dtype=bool)
     caps = venv.shield.caps if shielded else []
     for step in range(n_steps):
-        actions = stress_actions(controller, venv.single_space, n_copies, rng, step)
+        actions = (random_controller.act(obs) if random_controller is not None
+                   else stress_actions(controller, venv.single_space, n_copies, rng, step))
         if not shielded and isinstance(venv.single_space, gym.spaces.MultiDiscrete):
             actions = np.nan_to_num(actions, posinf=0.0, neginf=0.0).astype(np.int64)
-        _, _, terminated, truncated, infos = env.step(actions)
+        obs, _, terminated, truncated, infos = env.step(actions)
         result.steps += n_copies
         if shielded:
             result.interventions += int(np.count_nonzero(infos["shield_intervened"]))

@@ -2,9 +2,9 @@
 
 Every limit the shield enforces is data in one of these frozen dataclasses, checked at load:
 out-of-range numbers, unknown keys, hot below passive, negative hysteresis, a reserve above the
-budget or a base above the maximum all fail with the key path, the bad value and the fix. Zone
-names are checked when a shield is bound to a target (:meth:`ShieldConfig.check_zones`), since only
-the target knows which zones it has.
+budget or a base above the maximum, an unknown zone name or fallback controller all fail with the
+key path, the bad value and the fix. Whether the target has each zone and the floor P-state is
+checked when a shield is bound to it (:meth:`ShieldConfig.check_zones`, :meth:`check_pstates`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from powerrl.config import from_dict, load_kind, spec
+from powerrl.control import controller_names
 from powerrl.errors import ConfigError
 
 TRIP_TYPES = ("active", "passive", "hot", "critical")
+#: Zone names a shield config may use: what the backends map their sensors to. The simulator provides
+#: ``package`` (the CPU package/die of each unit); the node agent maps Linux thermal zones and hwmon
+#: sensors (x86_pkg_temp, k10temp Tctl -> package; coretemp cores -> core; DIMM, board, GPU sensors).
+ZONE_NAMES = ("package", "core", "dimm", "board", "gpu")
 N_PRIORITIES = 5
 
 
@@ -188,9 +193,15 @@ class ShieldConfig:
                            doc="reward penalty per intervention (env wrapper); also reported as cost"))
 
     def validate(self, path: str = "", source: str | None = None) -> None:
-        """At least one zone; the watchdog timeout fits in a period."""
+        """At least one known zone; a registered fallback; the watchdog timeout fits in a period."""
         if not self.zones:
             raise ConfigError(_at(path, "zones"), {}, "at least one thermal zone, e.g. 'package'", source)
+        for name in self.zones:
+            if name not in ZONE_NAMES:
+                raise ConfigError(_at(path, f"zones.{name}"), name, "a known zone: " + ", ".join(ZONE_NAMES), source)
+        if self.watchdog.fallback != "hold" and self.watchdog.fallback not in controller_names():
+            raise ConfigError(_at(path, "watchdog.fallback"), self.watchdog.fallback,
+                              "'hold' or a registered controller: " + ", ".join(controller_names()), source)
         if self.watchdog.controller_timeout_s > self.period_s:
             raise ConfigError(_at(path, "watchdog.controller_timeout_s"), self.watchdog.controller_timeout_s,
                               f"a timeout within one period_s = {self.period_s} s", source)
@@ -227,13 +238,22 @@ def load_shield_config(path: str | Path) -> ShieldConfig:
     return make_shield_config(load_kind(path, "shield"), source=str(path))
 
 
-#: Shipped shield configs, by name (``configs/shields/<name>.yaml`` in the repo, copied in the package).
+#: Shipped shield configs (``configs/shields/<name>.yaml`` in the repo, copied into the package).
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "data" / "shields"
+
+
 def shipped_shield_path(name: str) -> Path:
     """Path of the shipped shield config ``name`` (``default``, ...)."""
-    here = Path(__file__).resolve().parent.parent / "data" / "shields" / f"{name}.yaml"
+    here = SHIPPED_DIR / f"{name}.yaml"
     if not here.is_file():
-        raise ConfigError("shield", name, "a shipped shield config name or a YAML path", None)
+        raise ConfigError("shield", name, f"a shipped shield config ({', '.join(shipped_shield_names())}) or the "
+                          "path of an existing YAML file", None)
     return here
+
+
+def shipped_shield_names() -> tuple[str, ...]:
+    """Names of the shield configs shipped in the package."""
+    return tuple(sorted(p.stem for p in SHIPPED_DIR.glob("*.yaml")))
 
 
 def resolve_shield_config(value: ShieldConfig | str | Path | dict[str, Any] | None) -> ShieldConfig:
@@ -246,6 +266,9 @@ def resolve_shield_config(value: ShieldConfig | str | Path | dict[str, Any] | No
         return make_shield_config(value)
     text = str(value)
     path = Path(text)
-    if text.endswith((".yaml", ".yml")) or path.is_file():
+    if path.is_file():
         return load_shield_config(path)
-    return load_shield_config(shipped_shield_path(text))
+    try:
+        return load_shield_config(shipped_shield_path(text.removesuffix(".yaml").removesuffix(".yml")))
+    except ConfigError as exc:
+        raise ConfigError("shield", text, exc.expected, None) from None

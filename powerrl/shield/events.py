@@ -73,34 +73,37 @@ def merge(into: dict[str, int], more: dict[str, int]) -> dict[str, int]:
 
 
 class ShieldCounters:
-    """Per-reason totals over a run: units or nodes affected, and decisions (steps) affected."""
+    """Per-reason totals over a run.
+
+    ``decisions`` counts env steps (every copy of a vector env is one decision per step),
+    ``interventions`` the decisions the shield changed, ``units[reason]`` the units or nodes each
+    reason applied to, summed over decisions.
+    """
 
     def __init__(self) -> None:
         self.units: Counter[str] = Counter()
-        self.steps: Counter[str] = Counter()
         self.decisions = 0
         self.interventions = 0
 
-    def add(self, events: dict[str, int], intervened: bool) -> None:
-        """Count one decision's events."""
-        self.decisions += 1
+    def add(self, events: dict[str, int], intervened: bool | int, decisions: int = 1) -> None:
+        """Count ``decisions`` decisions (one step of that many copies), ``intervened`` of them changed."""
+        self.decisions += decisions
         self.interventions += int(intervened)
         for reason, count in events.items():
             self.units[reason] += count
-            self.steps[reason] += 1
 
     def intervention_rate(self) -> float:
         """Share of decisions where the shield changed the action."""
         return self.interventions / self.decisions if self.decisions else 0.0
 
     def scalars(self, prefix: str = "shield/") -> dict[str, float]:
-        """Flat ``{tag: value}`` for TensorBoard: intervention rate and per-reason share of decisions."""
+        """Flat ``{tag: value}`` for TensorBoard: the intervention rate and units per decision by reason."""
         out = {f"{prefix}intervention_rate": self.intervention_rate()}
-        for reason, steps in sorted(self.steps.items()):
-            out[f"{prefix}{reason}"] = steps / self.decisions if self.decisions else 0.0
+        for reason, units in sorted(self.units.items()):
+            out[f"{prefix}{reason}"] = units / self.decisions if self.decisions else 0.0
         return out
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain data for logs: decisions, interventions, rate and per-reason step counts."""
+        """Plain data for logs: decisions, interventions, rate and units by reason."""
         return {"decisions": self.decisions, "interventions": self.interventions,
-                "intervention_rate": self.intervention_rate(), "by_reason": dict(sorted(self.steps.items()))}
+                "intervention_rate": self.intervention_rate(), "by_reason": dict(sorted(self.units.items()))}

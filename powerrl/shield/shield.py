@@ -17,7 +17,7 @@ import numpy as np
 
 from powerrl.shield.caps import CapShield
 from powerrl.shield.config import ShieldConfig
-from powerrl.shield.events import merge
+from powerrl.shield.events import ALERT_REASONS, merge
 from powerrl.shield.thermal import ThermalShield
 
 #: Caps closer than this to the request count as unchanged (W): float round-off of the projection.
@@ -73,6 +73,11 @@ class Decision:
     pstate_changed: np.ndarray  # per unit: P-state changed, or a thermal cap under its last power
     cap_changed: np.ndarray | None
     events: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def alerts(self) -> dict[str, int]:
+        """The events an operator must hear about (hot, critical, sensor, infeasible, ...)."""
+        return {k: v for k, v in self.events.items() if k in ALERT_REASONS}
 
     @property
     def intervened(self) -> bool:
@@ -178,8 +183,6 @@ class Shield:
                 events["thermal_alert"] = int(alert.sum())
                 for f in self.thermal.filters:
                     f.buffers.last_applied[:] = applied
-                if forced.any():
-                    events["hot"] = events.get("hot", 0) + int(forced.sum())
         changed = applied != proposed
         if "thermal_cap" in events:
             # A thermal cap is an intervention where it binds: under last period's power (or power unknown).

@@ -43,7 +43,8 @@ def test_seeded_shielded_rollouts_are_deterministic_and_report_the_shield(env_id
             _, r, _, _, info = env.step(env.action_space.sample())
             rewards.append(r)
             events.append(info["shield"]["events"])
-            assert set(info["shield"]) == {"proposed", "applied", "events", "intervened"}
+            assert set(info["shield"]) == {"proposed", "applied", "events", "intervened", "alerts", "pstate",
+                                           "thermal_cap_w", "offline"}
             assert info["cost"] == float(info["shield"]["intervened"])
             assert env.action_space.contains(np.asarray(info["shield"]["applied"], dtype=env.action_space.dtype))
         return rewards, events
@@ -91,6 +92,7 @@ def test_masks_follow_the_shield_and_the_filter_has_the_last_word() -> None:
     assert mask[1].any()
     _, _, _, _, info = env.step(np.array([k - 1, k - 1]))  # the mask ignored
     assert info["shield"]["applied"][0] == 0 and info["shield"]["events"]["hot"] == 1
+    assert info["shield"]["alerts"] == {"hot": 1}
 
 
 def test_critical_trip_takes_the_work_offline() -> None:
@@ -163,7 +165,7 @@ def test_vector_invalid_rows_fall_back_and_valid_rows_pass() -> None:
     venv.step(np.array([[np.nan, 3], [6, 7]]))
     applied = venv.adapter.core.actions  # type: ignore[attr-defined]
     assert applied.tolist() == [[2, 3], [6, 7]]
-    assert venv.counters.steps["invalid_action"] == 1
+    assert venv.counters.units["invalid_action"] == 1 and venv.counters.interventions == 1
 
 
 def test_thermal_cap_holds_memory_bound_work_under_hot_even_without_prediction() -> None:
@@ -177,7 +179,7 @@ def test_thermal_cap_holds_memory_bound_work_under_hot_even_without_prediction()
         _, _, _, _, infos = venv.step(top)
         hottest = max(hottest, float(infos["temp_die_c"].max()))
     assert hottest <= 95.0
-    assert venv.counters.steps["thermal_cap"] > 0
+    assert venv.counters.units["thermal_cap"] > 0
 
 
 def test_vector_screen_survives_junk_actions() -> None:

@@ -54,6 +54,8 @@ def _trips(*trips: tuple[str, float, float]) -> dict[str, object]:
     ({"watchdog": {"controller_timeout_s": 0.5}}, "watchdog.controller_timeout_s", "within one period"),
     ({"zones": {}}, "zones", "at least one thermal zone"),
     ({"predictive": {"horizon": 3}}, "predictive.horizon", "allowed keys here: horizon_s"),
+    ({"zones": {"gpu0": {"trips": [{"type": "hot", "temp_c": 90}]}}}, "zones.gpu0", "a known zone: package"),
+    ({"watchdog": {"fallback": "ondemandd"}}, "watchdog.fallback", "'hold' or a registered controller"),
 ])
 def test_invalid_configs_fail_at_load_with_key_and_fix(overrides: dict[str, object], key: str, fix: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -69,7 +71,7 @@ def test_invalid_yaml_file_names_the_file(tmp_path: Path) -> None:
         load_shield_config(path)
 
 
-def test_unknown_zone_fails_when_bound_to_a_target() -> None:
+def test_a_zone_the_target_lacks_fails_when_bound_to_it() -> None:
     cfg = make_shield_config({"zones": {"dimm": _trips(("hot", 90, 2))["zones"]["package"]}})  # type: ignore[index]
     with pytest.raises(ConfigError, match="zones.dimm = 'dimm'.*one of package"):
         cfg.check_zones(("package",), "powerrl/NodeDVFS-v0")

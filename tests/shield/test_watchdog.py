@@ -83,6 +83,17 @@ def test_named_fallback_controller_decides() -> None:
     assert events == {"invalid_action": 1} and action_is_valid(action, MD)
 
 
+def test_lowest_fallback_is_the_minimum_of_any_space() -> None:
+    from powerrl.control import make_controller
+
+    assert make_controller("lowest", MD).act(None).tolist() == [0, 0]
+    assert make_controller("lowest", BOX).act(None).tolist() == [-1.0, -1.0, -1.0]
+    wd = Watchdog(WatchdogConfig(fallback="lowest"), MD)
+    wd.reset()
+    action, events = wd.screen(np.array([np.inf, 1.0]), None)
+    assert events == {"invalid_action": 1} and action.tolist() == [0, 0]
+
+
 def test_unknown_fallback_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="watchdog.fallback = 'ondemandd'.*'hold' or a registered controller"):
         Watchdog(WatchdogConfig(fallback="ondemandd"), MD)
@@ -108,5 +119,7 @@ def test_counters_give_tensorboard_scalars() -> None:
     c.add({"passive": 2}, True)
     c.add({}, False)
     c.add({"passive": 1, "budget": 5}, True)
-    assert c.scalars() == {"shield/intervention_rate": 2 / 3, "shield/budget": 1 / 3, "shield/passive": 2 / 3}
-    assert c.as_dict()["by_reason"] == {"budget": 1, "passive": 2}
+    assert c.scalars() == {"shield/intervention_rate": 2 / 3, "shield/budget": 5 / 3, "shield/passive": 1.0}
+    assert c.as_dict()["by_reason"] == {"budget": 5, "passive": 3}
+    c.add({"invalid_action": 1}, 1, decisions=16)  # one step of a 16-copy vector env, one row invalid
+    assert c.intervention_rate() == 3 / 19
