@@ -6,7 +6,8 @@ controllers random, all_max, oscillate, invalid) through the shielded vector env
 cell and in total: env steps, shield intervention rate, the hottest die, hot-trip exceedances,
 budget overshoot steps and violations (over for a second consecutive period) and priority
 inversions. Then the all_max adversary runs once more without the shield in every scenario, to
-show what the shield prevented.
+show what the shield prevented, and all_max and random run with the simulated servers' thermal
+resistances 10 % and 20 % above the profile the shield models (its model tolerance).
 
 Usage: python benchmarks/shield_fuzz.py [--scale 1.0] [--seed 0] [--shield default]
 ``--scale`` multiplies the copies per cell (1.0 = about 3.4 million env steps, a minute or two).
@@ -32,6 +33,10 @@ from powerrl.envs.stress import (  # noqa: E402
 )
 
 
+#: Thermal model errors tried for the tolerance figure (fractions of R_die and R_sink).
+MODEL_ERRORS = (0.1, 0.2)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scale", type=float, default=1.0, help="copies per cell relative to the full matrix")
@@ -55,6 +60,20 @@ def main() -> int:
             r = run_stress(env_id, scenario, "all_max", max(1, copies // 4), n_steps, seed=args.seed, shielded=False)
             if r is not None:
                 print(table_row(r))
+    print("\nmodel tolerance: the simulated servers' thermal resistances above what the shield models:")
+    print(TABLE_HEADER)
+    worst: dict[float, float] = {}
+    for error in MODEL_ERRORS:
+        for env_id, (copies, n_steps) in sizes.items():
+            for scenario in ("heat_wave", "cooling_failure"):
+                for controller in ("all_max", "random"):
+                    r = run_stress(env_id, scenario, controller, max(1, copies // 4), n_steps, seed=args.seed,
+                                   shield=args.shield, thermal_model_error=error)
+                    if r is not None:
+                        print(table_row(r))
+                        worst[error] = max(worst.get(error, -1e9), r.max_temp_c - r.hot_trip_c)
+    for error, excess in worst.items():
+        print(f"thermal resistances {error:+.0%}: hottest die {excess:+.1f} degC from the hot trip")
     return 1 if any(r.violations for r in results) else 0
 
 
