@@ -80,3 +80,11 @@ def test_a_zone_the_target_lacks_fails_when_bound_to_it() -> None:
 def test_floor_pstate_must_exist_on_the_target() -> None:
     with pytest.raises(ConfigError, match="floor_pstate = 12"):
         make_shield_config({"floor_pstate": 12}).check_pstates(11, "epyc7502")
+
+
+def test_docs_explain_every_event_reason() -> None:
+    from powerrl.shield.events import ALL_REASONS
+
+    text = (ROOT / "docs" / "shield.md").read_text()
+    missing = [r for r in ALL_REASONS if f"`{r}`" not in text]
+    assert not missing, f"docs/shield.md's event table lacks {missing}"
