@@ -32,7 +32,6 @@ from powerrl.envs.stress import (  # noqa: E402
     table_row,
 )
 
-
 #: Thermal model errors tried for the tolerance figure (fractions of R_die and R_sink).
 MODEL_ERRORS = (0.1, 0.2)
 
