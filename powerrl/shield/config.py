@@ -189,8 +189,8 @@ class ShieldConfig:
     active_supply_step_c: float = field(default=1.0, metadata=spec(
         lo=0.0, lo_open=True, hi=20.0, unit="degC",
         doc="CRAC supply setpoint lowered per period while an active trip holds"))
-    penalty: float = field(default=0.0, metadata=spec(lo=0.0, hi=1e6,
-                           doc="reward penalty on a step the shield changed anything (env wrapper; info cost is 1 then)"))
+    penalty: float = field(default=0.0, metadata=spec(
+        lo=0.0, hi=1e6, doc="reward penalty on a step the shield changed anything (env wrapper; info cost is 1 then)"))
 
     def validate(self, path: str = "", source: str | None = None) -> None:
         """At least one known zone; a registered fallback; the watchdog timeout fits in a period."""
