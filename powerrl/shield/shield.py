@@ -211,6 +211,9 @@ class Shield:
             merge(decision.events, ev)
         # A node's cap is also its thermal cap where the thermal shield set one (units are nodes here).
         np.minimum(out, decision.thermal_cap_w.reshape(out.shape), out=out)
+        for f, shield in enumerate(self.caps):
+            # The caps in force are what rate limits and over-consumption are measured from.
+            shield.prev_caps_w[:] = out[f]
         decision.cap_w = out
         clipped_req = np.where(np.isfinite(req), req, np.nan)
         decision.cap_changed = ~(np.abs(out - clipped_req) <= CAP_TOL_W)

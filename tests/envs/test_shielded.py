@@ -189,3 +189,15 @@ def test_vector_screen_survives_junk_actions() -> None:
     for junk in ([[1, 2], [3]], [["a", "b"], ["c", "d"]], np.zeros((3, 2)), [[1 + 5j, 2], [3, 4]]):
         _, _, _, _, infos = venv.step(junk)
         assert infos["shield_intervened"].all()
+
+
+def test_cluster_caps_in_force_include_the_thermal_cap() -> None:
+    env = shielded("powerrl/ClusterBudget-v0", {"rate_limits": {"cap_frac": 0.1}})
+    env.reset(seed=0)
+    core = env.unwrapped.core  # type: ignore[attr-defined]
+    _heat(env, 94.0, slice(0, 1))  # node 0 near hot: a thermal cap well under its busy power
+    core.arrays.inlet_c[:] = 50.0
+    env.step(np.ones(8, dtype=np.float32))
+    cap0 = float(core.arrays.cap_w[0])
+    assert cap0 < core.busy_w[0]
+    assert env.shield.caps[0].prev_caps_w[0] == pytest.approx(cap0)
