@@ -129,11 +129,11 @@ def from_dict(cls: type[T], data: Any, *, path: str = "", source: str | None = N
     unknown = sorted(set(data) - set(fields))
     if unknown:
         key = unknown[0]
-        raise ConfigError(_join(path, str(key)), data[key],
+        raise ConfigError(join_key(path, str(key)), data[key],
                           "a known key; allowed keys here: " + ", ".join(sorted(fields)), source)
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
-        sub = _join(path, name)
+        sub = join_key(path, name)
         if name in data:
             kwargs[name] = _convert(hints[name], data[name], sub, dict(f.metadata), source)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
@@ -145,7 +145,8 @@ def from_dict(cls: type[T], data: Any, *, path: str = "", source: str | None = N
     return obj
 
 
-def _join(path: str, key: str) -> str:
+def join_key(path: str, key: str) -> str:
+    """The dotted key path of ``key`` under ``path`` (``path`` may be empty: the root)."""
     return f"{path}.{key}" if path else key
 
 

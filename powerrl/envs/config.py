@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from powerrl.config import from_dict, load_kind, spec
+from powerrl.config import from_dict, join_key, load_kind, spec
 from powerrl.envs.events import EVENT_KINDS, SITE_KINDS, EventSpec, check_events
 from powerrl.errors import ConfigError
 from powerrl.model.carbon import CarbonSpec
@@ -60,7 +60,7 @@ class NodeDVFSConfig:
 
     def validate(self, path: str = "", source: str | None = None) -> None:
         """Cross-field checks: only events one server can meet (no grid cut)."""
-        check_events(self.events, SITE_KINDS, "powerrl/NodeDVFS-v0", _join(path, "events"), source)
+        check_events(self.events, SITE_KINDS, "powerrl/NodeDVFS-v0", join_key(path, "events"), source)
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class ClusterBudgetConfig:
 
     def validate(self, path: str = "", source: str | None = None) -> None:
         """Cross-field checks of the events."""
-        check_events(self.events, EVENT_KINDS, "powerrl/ClusterBudget-v0", _join(path, "events"), source)
+        check_events(self.events, EVENT_KINDS, "powerrl/ClusterBudget-v0", join_key(path, "events"), source)
 
 
 @dataclass(frozen=True)
@@ -117,13 +117,9 @@ class DatacenterConfig:
     def validate(self, path: str = "", source: str | None = None) -> None:
         """Cross-field checks: supply range, and only events a site can meet (no grid cut)."""
         if self.supply_max_c <= self.supply_min_c:
-            raise ConfigError(_join(path, "supply_max_c"), self.supply_max_c,
+            raise ConfigError(join_key(path, "supply_max_c"), self.supply_max_c,
                               f"a value above supply_min_c = {self.supply_min_c}", source)
-        check_events(self.events, SITE_KINDS, "powerrl/Datacenter-v0", _join(path, "events"), source)
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
+        check_events(self.events, SITE_KINDS, "powerrl/Datacenter-v0", join_key(path, "events"), source)
 
 
 ENV_CONFIGS: dict[str, type] = {

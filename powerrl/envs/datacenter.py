@@ -99,7 +99,8 @@ class DatacenterCore(CoreClock):
         self.node_ceiling: np.ndarray | None = None
         self._interactive = (~self.is_batch).astype(np.float64)
         self._n_interactive_rack = np.maximum(self._interactive.reshape(self.n_racks, -1).sum(axis=1), 1.0)
-        self._nan_fill = np.array([1.0] * self.n_racks + [-1.0, -1.0, -1.0])
+        #: The most conservative action: full frequency, coldest supply, no deferral, no release (NaN reads as it).
+        self.conservative_action = np.array([1.0] * self.n_racks + [-1.0, -1.0, -1.0])
         n_obs = self.n_racks * len(RACK_FIELDS) + len(GLOBAL_FIELDS)
         self.obs = np.zeros((n_copies, n_obs), dtype=np.float32)
         # Normaliser of the cost term: all nodes at busy power with PUE 1.5 at 300 gCO2/kWh for one step.
@@ -138,7 +139,7 @@ class DatacenterCore(CoreClock):
         """
         cfg = self.cfg
         x = np.asarray(action, dtype=np.float64).reshape(self.b, self.n_racks + 3)
-        x = np.clip(np.where(np.isnan(x), self._nan_fill, x), -1.0, 1.0)
+        x = np.clip(np.where(np.isnan(x), self.conservative_action, x), -1.0, 1.0)
         ceilings = np.rint((x[:, : self.n_racks] + 1.0) * 0.5 * (self.n_pstates - 1)).astype(np.int64)
         supply_c = cfg.supply_min_c + (x[:, -3] + 1.0) * 0.5 * (cfg.supply_max_c - cfg.supply_min_c)
         defer = (x[:, -2] + 1.0) * 0.5

@@ -122,18 +122,6 @@ def cooling_excess_c(ev: EventSpec, t_s: np.ndarray) -> np.ndarray:
     return -ev.rise_c * np.expm1(-ramp / ev.tau_s) * np.exp(-decay / ev.tau_s)
 
 
-def inlet_offset_c(events: Sequence[EventSpec], t_s: np.ndarray) -> np.ndarray:
-    """Added inlet temperature at episode times ``t_s`` (degC): heat waves plus cooling failures."""
-    t = np.asarray(t_s, dtype=np.float64)
-    out = np.zeros(t.shape)
-    for ev in events:
-        if ev.kind == "heat_wave":
-            out += np.where(_window(t, ev.start_s, ev.end_s), ev.delta_c, 0.0)
-        elif ev.kind == "cooling_failure":
-            out += cooling_excess_c(ev, t)
-    return out
-
-
 def ambient_offset_c(events: Sequence[EventSpec], t_s: np.ndarray) -> np.ndarray:
     """Added outside-air temperature at episode times ``t_s`` (degC): heat waves only."""
     t = np.asarray(t_s, dtype=np.float64)
@@ -141,6 +129,15 @@ def ambient_offset_c(events: Sequence[EventSpec], t_s: np.ndarray) -> np.ndarray
     for ev in events:
         if ev.kind == "heat_wave":
             out += np.where(_window(t, ev.start_s, ev.end_s), ev.delta_c, 0.0)
+    return out
+
+
+def inlet_offset_c(events: Sequence[EventSpec], t_s: np.ndarray) -> np.ndarray:
+    """Added inlet temperature at episode times ``t_s`` (degC): heat waves plus cooling failures."""
+    out = ambient_offset_c(events, t_s)
+    for ev in events:
+        if ev.kind == "cooling_failure":
+            out += cooling_excess_c(ev, t_s)
     return out
 
 

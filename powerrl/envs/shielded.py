@@ -23,6 +23,7 @@ per-reason totals for TensorBoard. Discrete envs (NodeDVFS-v0) also offer ``acti
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from typing import Any
 
 import gymnasium as gym
@@ -44,13 +45,13 @@ from powerrl.shield.config import ShieldConfig, resolve_shield_config
 from powerrl.shield.events import ShieldCounters
 from powerrl.shield.shield import Decision, Shield, Telemetry
 from powerrl.shield.thermal import ThermalShield, UnitModel
-from powerrl.shield.watchdog import Watchdog
+from powerrl.shield.watchdog import Watchdog, valid_rows
 
 #: The zones the simulator provides: one CPU package temperature per unit.
 SIM_ZONES = ("package",)
 
 
-class _Adapter:
+class _Adapter(ABC):
     """Translates between one env kind's actions/telemetry and the shield's units and nodes."""
 
     units_per_copy: int
@@ -58,7 +59,7 @@ class _Adapter:
     def __init__(self, core: Any, cfg: ShieldConfig, space: spaces.Space) -> None:
         self.core = core
         self.space = space
-        self.b = core.b if hasattr(core, "b") else core.n_copies
+        self.b = core.obs.shape[0]  # copies
         a = core.arrays
         self.n_pstates = a.n_pstates
         self.top = a.n_pstates - 1
@@ -103,9 +104,9 @@ class _Adapter:
         """What ``hold`` repeats before any action was applied: the env's own reset state."""
         return _top_action(self.space)
 
+    @abstractmethod
     def filter(self, actions: np.ndarray) -> tuple[np.ndarray, Decision]:
         """Shield a batch of env actions (``[n_copies, ...]``); the safe batch and the decision."""
-        raise NotImplementedError
 
     def reset(self, which: np.ndarray) -> None:
         """Forget the shield state of the copies in mask ``which``."""
@@ -196,7 +197,7 @@ class _DatacenterAdapter(_Adapter):
 
     def initial_action(self) -> np.ndarray:
         # The env's most conservative action: full frequency, coldest supply, no deferral.
-        return np.asarray(self.core._nan_fill, dtype=np.float64).copy()
+        return self.core.conservative_action.copy()
 
     def filter(self, actions: np.ndarray) -> tuple[np.ndarray, Decision]:
         core = self.core
@@ -337,28 +338,7 @@ class ShieldedVectorEnv(VectorWrapper):
 
     def _screen(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows that are not valid actions (NaN/inf, out of space) get the fallback's action."""
-        space = self.single_space
-        shape = (self.num_envs, *tuple(space.shape or ()))
-        try:
-            raw = np.asarray(actions)
-            numeric = raw.dtype.kind in "biuf"
-            acts = raw.astype(np.float64) if numeric else np.full(shape, np.nan)
-        except (TypeError, ValueError):  # ragged lists, strings, objects: every row is invalid
-            acts = np.full(shape, np.nan)
-        if acts.shape != shape:
-            return self._last.astype(np.float64), np.ones(self.num_envs, dtype=bool)
-        flat = acts.reshape(self.num_envs, -1)
-        if isinstance(space, spaces.MultiDiscrete):
-            lo = np.broadcast_to(np.asarray(space.start, dtype=np.float64), space.nvec.shape).reshape(-1)
-            hi = lo + space.nvec.reshape(-1) - 1.0
-            with np.errstate(invalid="ignore"):
-                ok = (flat == np.round(flat)).all(axis=1)
-        elif isinstance(space, spaces.Box):
-            lo, hi = space.low.reshape(-1), space.high.reshape(-1)
-            ok = np.ones(self.num_envs, dtype=bool)
-        else:
-            raise TypeError(f"unsupported action space {space}")
-        ok &= np.isfinite(flat).all(axis=1) & (flat >= lo).all(axis=1) & (flat <= hi).all(axis=1)
+        acts, ok = valid_rows(actions, self.single_space, self.num_envs)
         bad = np.flatnonzero(~ok)
         for i in bad:
             if self.watchdog.fallback is None or self._obs is None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from powerrl.config import from_dict, load_kind, spec
+from powerrl.config import from_dict, join_key, load_kind, spec
 from powerrl.control import controller_names
 from powerrl.errors import ConfigError
 
@@ -23,10 +23,6 @@ TRIP_TYPES = ("active", "passive", "hot", "critical")
 #: sensors (x86_pkg_temp, k10temp Tctl -> package; coretemp cores -> core; DIMM, board, GPU sensors).
 ZONE_NAMES = ("package", "core", "dimm", "board", "gpu")
 N_PRIORITIES = 5
-
-
-def _at(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
 
 
 @dataclass(frozen=True)
@@ -46,7 +42,7 @@ class ZoneConfig:
 
     def validate(self, path: str = "", source: str | None = None) -> None:
         """Order and uniqueness of the trip types."""
-        where = _at(path, "trips")
+        where = join_key(path, "trips")
         if not self.trips:
             raise ConfigError(where, [], "at least one trip point (e.g. {type: hot, temp_c: 95})", source)
         seen: dict[str, float] = {}
@@ -140,16 +136,16 @@ class BudgetConfig:
         for name in ("base_frac", "emergency_cut"):
             value = getattr(self, name)
             if len(value) != N_PRIORITIES:
-                raise ConfigError(_at(path, name), list(value),
+                raise ConfigError(join_key(path, name), list(value),
                                   "5 values, Critical, Production, Development, Research, Background", source)
         if self.emergency_cut[0] != 0.0:
-            raise ConfigError(_at(path, "emergency_cut") + "[0]", self.emergency_cut[0],
+            raise ConfigError(join_key(path, "emergency_cut") + "[0]", self.emergency_cut[0],
                               "0.0: Critical is never cut below its base", source)
         if max(self.base_frac) > self.max_frac:
-            raise ConfigError(_at(path, "base_frac"), list(self.base_frac),
+            raise ConfigError(join_key(path, "base_frac"), list(self.base_frac),
                               f"bases at or below the max cap (max_frac = {self.max_frac})", source)
         if self.reserve_frac + self.critical_reserve_frac >= 1.0:
-            raise ConfigError(_at(path, "critical_reserve_frac"), self.critical_reserve_frac,
+            raise ConfigError(join_key(path, "critical_reserve_frac"), self.critical_reserve_frac,
                               f"reserves that leave some budget (reserve_frac = {self.reserve_frac})", source)
 
 
@@ -195,15 +191,16 @@ class ShieldConfig:
     def validate(self, path: str = "", source: str | None = None) -> None:
         """At least one known zone; a registered fallback; the watchdog timeout fits in a period."""
         if not self.zones:
-            raise ConfigError(_at(path, "zones"), {}, "at least one thermal zone, e.g. 'package'", source)
+            raise ConfigError(join_key(path, "zones"), {}, "at least one thermal zone, e.g. 'package'", source)
         for name in self.zones:
             if name not in ZONE_NAMES:
-                raise ConfigError(_at(path, f"zones.{name}"), name, "a known zone: " + ", ".join(ZONE_NAMES), source)
+                raise ConfigError(join_key(path, f"zones.{name}"), name,
+                                  "a known zone: " + ", ".join(ZONE_NAMES), source)
         if self.watchdog.fallback != "hold" and self.watchdog.fallback not in controller_names():
-            raise ConfigError(_at(path, "watchdog.fallback"), self.watchdog.fallback,
+            raise ConfigError(join_key(path, "watchdog.fallback"), self.watchdog.fallback,
                               "'hold' or a registered controller: " + ", ".join(controller_names()), source)
         if self.watchdog.controller_timeout_s > self.period_s:
-            raise ConfigError(_at(path, "watchdog.controller_timeout_s"), self.watchdog.controller_timeout_s,
+            raise ConfigError(join_key(path, "watchdog.controller_timeout_s"), self.watchdog.controller_timeout_s,
                               f"a timeout within one period_s = {self.period_s} s", source)
 
     def check_zones(self, available: tuple[str, ...], target: str, source: str | None = None) -> None:

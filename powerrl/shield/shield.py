@@ -164,8 +164,7 @@ class Shield:
         events: dict[str, int] = {}
         proposed = self._as_pstates(pstate, events)
         if tel.cooling_failure is not False:
-            failing = int(np.count_nonzero(tel.cooling_failure)) * (self.n_units if np.ndim(tel.cooling_failure) == 0
-                                                                    else 1)
+            failing = int(np.count_nonzero(np.broadcast_to(tel.cooling_failure, (self.n_units,))))
             if failing:
                 events["cooling_failure"] = failing
         result = self.thermal.filter(proposed, tel.temp_c, tel.unit_power_w, tel.inlet_c,

@@ -154,14 +154,25 @@ class ThermalShield:
         for f in self.filters:
             f.buffers.reset_units(idx)
 
-    def _load(self, f: ZoneFilter, temp_c: np.ndarray, power_w: np.ndarray, inlet_c: np.ndarray,
+    def _load(self, temp_c: np.ndarray | dict[str, np.ndarray], power_w: np.ndarray, inlet_c: np.ndarray,
               emergency: np.ndarray | bool, cooling_failure: np.ndarray | bool) -> None:
-        b = f.buffers
-        b.temp_c[:] = temp_c
-        b.power_w[:] = power_w
-        b.inlet_c[:] = inlet_c
-        b.emergency[:] = np.asarray(emergency, dtype=bool)
-        f.set_cooling_failure(cooling_failure)
+        """Write one period's telemetry into every zone's buffers (later zones never rate-limit)."""
+        for i, f in enumerate(self.filters):
+            b = f.buffers
+            b.temp_c[:] = temp_c[self.zone_names[i]] if isinstance(temp_c, dict) else temp_c
+            b.power_w[:] = power_w
+            b.inlet_c[:] = inlet_c
+            b.emergency[:] = np.asarray(emergency, dtype=bool) if i == 0 else True
+            f.set_cooling_failure(cooling_failure)
+
+    def _chain(self, proposed: np.ndarray, commit: bool) -> np.ndarray:
+        """Run the zones in turn, each on the previous one's output; the last zone's ``applied`` (a view)."""
+        q = proposed
+        for f in self.filters:
+            f.buffers.proposed[:] = q
+            f.run(commit)
+            q = f.buffers.applied
+        return q
 
     def filter(self, proposed: np.ndarray, temp_c: np.ndarray | dict[str, np.ndarray], power_w: np.ndarray,
                inlet_c: np.ndarray, emergency: np.ndarray | bool = False,
@@ -172,35 +183,18 @@ class ThermalShield:
         zones; NaN/inf = unreadable), ``power_w`` the unit power over the last period (W), ``inlet_c``
         the inlet temperature (degC). The result's arrays are fresh copies.
         """
-        applied = np.asarray(proposed)
-        if len(self.filters) == 1:  # the common case, without the multi-zone bookkeeping
-            f = self.filters[0]
-            b = f.buffers
-            self._load(f, temp_c[self.zone_names[0]] if isinstance(temp_c, dict) else temp_c, power_w, inlet_c,
-                       emergency, cooling_failure)
-            b.proposed[:] = applied
-            f.run()
-            return ThermalResult(b.applied.copy(), b.offline.astype(bool), b.cap_w.copy(),
-                                 (b.events & 1).astype(bool), decode_unit_events(b.events))
-        bits: np.ndarray | None = None
-        offline = np.zeros(self.n_units, dtype=bool)
-        cap_w = np.full(self.n_units, np.inf)
-        for i, f in enumerate(self.filters):
-            temps = temp_c[self.zone_names[i]] if isinstance(temp_c, dict) else temp_c
-            self._load(f, temps, power_w, inlet_c, emergency if i == 0 else True, cooling_failure)
-            b = f.buffers
-            b.proposed[:] = applied
-            f.run()
-            applied = b.applied
+        self._load(temp_c, power_w, inlet_c, emergency, cooling_failure)
+        applied = self._chain(np.asarray(proposed), commit=True).copy()
+        first, *rest = (f.buffers for f in self.filters)
+        offline, cap_w, bits = first.offline.astype(bool), first.cap_w.copy(), first.events.copy()
+        for b in rest:
             offline |= b.offline.view(bool)
             np.minimum(cap_w, b.cap_w, out=cap_w)
-            bits = b.events.copy() if bits is None else bits | b.events
-        if len(self.filters) > 1:
+            bits |= b.events
+        if rest:  # every zone's rate limits and trends continue from what was finally applied
             for f in self.filters:
                 f.buffers.last_applied[:] = applied
-        if bits is None:
-            raise RuntimeError("a thermal shield needs at least one zone")  # ShieldConfig.validate forbids this
-        return ThermalResult(applied.copy(), offline, cap_w, (bits & 1).astype(bool), decode_unit_events(bits))
+        return ThermalResult(applied, offline, cap_w, (bits & 1).astype(bool), decode_unit_events(bits))
 
     def bounds(self, temp_c: np.ndarray | dict[str, np.ndarray], power_w: np.ndarray, inlet_c: np.ndarray,
                emergency: np.ndarray | bool = False, cooling_failure: np.ndarray | bool = False
@@ -210,15 +204,7 @@ class ThermalShield:
         Every P-state in the range passes the filter unchanged; ``lo <= hi`` always (the floor is
         always reachable), so a mask built from it keeps at least one action.
         """
-        out = []
-        for proposal in (0, self.n_pstates - 1):
-            q = np.full(self.n_units, proposal, dtype=np.int32)
-            for i, f in enumerate(self.filters):
-                temps = temp_c[self.zone_names[i]] if isinstance(temp_c, dict) else temp_c
-                self._load(f, temps, power_w, inlet_c, emergency if i == 0 else True, cooling_failure)
-                f.buffers.proposed[:] = q
-                f.run(commit=False)
-                q = f.buffers.applied.copy()
-            out.append(q)
-        lo, hi = out
+        self._load(temp_c, power_w, inlet_c, emergency, cooling_failure)
+        lo = self._chain(np.zeros(self.n_units, dtype=np.int32), commit=False).copy()
+        hi = self._chain(np.full(self.n_units, self.n_pstates - 1, dtype=np.int32), commit=False).copy()
         return np.minimum(lo, hi), hi

@@ -21,31 +21,53 @@ from powerrl.shield.config import WatchdogConfig
 HOLD = "hold"
 
 
+def valid_rows(actions: Any, space: spaces.Space, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A batch of ``n`` actions of ``space`` as float64 ``[n, *space.shape]``, and which rows are valid.
+
+    A row is valid when it is real, finite and inside the space (integral for discrete spaces).
+    Never raises on values: strings, objects, complex numbers, ragged lists and a wrong shape give
+    a NaN batch with every row invalid. Spaces other than Box, MultiDiscrete and Discrete raise
+    ``TypeError``.
+    """
+    shape = (n, *tuple(space.shape or ()))
+    try:
+        raw = np.asarray(actions)
+        batch = raw.astype(np.float64) if raw.dtype.kind in "biuf" else None
+    except (TypeError, ValueError):
+        batch = None
+    if batch is None or batch.shape != shape:
+        return np.full(shape, np.nan), np.zeros(n, dtype=bool)
+    flat = batch.reshape(n, -1)
+    if isinstance(space, spaces.MultiDiscrete | spaces.Discrete):
+        nvec = space.nvec if isinstance(space, spaces.MultiDiscrete) else np.asarray(space.n)
+        lo = np.broadcast_to(np.asarray(space.start, dtype=np.float64), nvec.shape).reshape(-1)
+        hi = lo + nvec.reshape(-1) - 1.0
+        with np.errstate(invalid="ignore"):
+            ok = (flat == np.round(flat)).all(axis=1)
+    elif isinstance(space, spaces.Box):
+        lo, hi = space.low.reshape(-1), space.high.reshape(-1)
+        ok = np.ones(n, dtype=bool)
+    else:
+        raise TypeError(f"unsupported action space {space}")
+    ok &= np.isfinite(flat).all(axis=1) & (flat >= lo).all(axis=1) & (flat <= hi).all(axis=1)
+    return batch, ok
+
+
 def action_is_valid(action: Any, space: spaces.Space) -> bool:
     """True when ``action`` is real, finite numbers of the space's shape, inside ``space``.
 
     Never raises: strings, objects, complex numbers and ragged lists are simply invalid.
     """
+    if not isinstance(space, spaces.Box | spaces.MultiDiscrete | spaces.Discrete):
+        try:
+            return bool(space.contains(action))
+        except (TypeError, ValueError):
+            return False
     try:
         arr = np.asarray(action)
     except (TypeError, ValueError):
         return False
-    if arr.dtype.kind not in "biuf" or arr.shape != tuple(space.shape or ()):
-        return False
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        return False
-    if isinstance(space, spaces.MultiDiscrete | spaces.Discrete):
-        if arr.dtype.kind == "f" and not np.array_equal(arr, np.round(arr)):
-            return False
-        start = np.asarray(space.start)
-        n = space.nvec if isinstance(space, spaces.MultiDiscrete) else space.n
-        return bool(((arr >= start) & (arr < start + n)).all())
-    if isinstance(space, spaces.Box):
-        return bool(((arr >= space.low) & (arr <= space.high)).all())
-    try:
-        return bool(space.contains(arr))
-    except (TypeError, ValueError):
-        return False
+    return bool(valid_rows(arr[None], space, 1)[1][0])
 
 
 class Watchdog:
