@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "powerrl.envs.cli",
     "powerrl.hw.cli",
     "powerrl.shield_cli",
+    "powerrl.eval.cli",
 )
 
 

@@ -55,7 +55,9 @@ class ArrivalChunks:
         self.dt_s = dt_s
         self.shared = shared
         self.surges = tuple(e for e in events if e.kind == "demand_surge")
-        self.chunk_len = int(np.clip(CHUNK_ENTRIES // (b * n), 16, steps_per_episode + 1))
+        # Shared draws are sized by one copy's units, so the draws (and every copy's episode) do not
+        # depend on how many copies share them.
+        self.chunk_len = int(np.clip(CHUNK_ENTRIES // ((1 if shared else b) * n), 16, steps_per_episode + 1))
         self.demand = np.zeros((self.chunk_len, b, n))
         self.mem = np.zeros((self.chunk_len, b, n))
         self.pos = np.zeros(b, dtype=np.int64)
@@ -87,6 +89,13 @@ class ArrivalChunks:
             0.0, 1.0)
         self.pos[idx] = 0
         self.steps_left = int(self.chunk_len - self.pos.max())
+
+    def peek(self) -> tuple[np.ndarray, np.ndarray]:
+        """Demand and memory-boundedness of the next step, ``[n_copies, n_units]``, without advancing.
+
+        Only valid when :attr:`steps_left` > 0 (the core's ``prefetch_arrivals`` makes sure).
+        """
+        return self.demand[self.pos, self.copies], self.mem[self.pos, self.copies]
 
     def due(self) -> np.ndarray:
         """Copies whose chunk is used up (refill them before the next step)."""

@@ -28,6 +28,8 @@ class CoreClock:
     """
 
     cfg: Any
+    chunks: Any
+    scale: np.ndarray
     start_s: np.ndarray
     step_count: np.ndarray
     _events: tuple[Any, ...]
@@ -42,6 +44,22 @@ class CoreClock:
     def inlet_c(self) -> np.ndarray:
         """Inlet temperature of every unit in the last step, degC: ``[n_copies, units]`` view of ``arrays.inlet_c``."""
         return self._inlet
+
+    def prefetch_arrivals(self, rng: np.random.Generator) -> None:
+        """Draw the next chunk of arrivals now if the current one is used up.
+
+        The next step would draw it first thing, with the same generator and nothing drawn in
+        between, so prefetching changes no draw; afterwards ``chunks.peek()`` shows the next step's
+        demand (what the clairvoyant oracle reads).
+        """
+        chunks = self.chunks
+        if chunks.steps_left <= 0:
+            chunks.refill(chunks.due(), self.start_s, self.step_count, self.arrival_scale, rng)
+
+    @property
+    def arrival_scale(self) -> np.ndarray:
+        """Per-copy, per-unit load multiplier of the arrivals (``[n_copies, units]``)."""
+        return self.scale
 
     def events_active(self, i: int) -> tuple[str, ...]:
         """Kinds of the events active during copy ``i``'s last step (none before its first)."""

@@ -64,9 +64,11 @@ class ClusterBudgetCore(CoreClock):
     step (``arrays.inlet_c``). Without events no event code runs.
     """
 
-    def __init__(self, cfg: ClusterBudgetConfig, n_copies: int, backend: str = "c") -> None:
+    def __init__(self, cfg: ClusterBudgetConfig, n_copies: int, backend: str = "c",
+                 shared_arrivals: bool = False) -> None:
         self.cfg = cfg
         self.b = n_copies
+        self.shared_arrivals = shared_arrivals
         n = self.n = cfg.n_nodes
         self.classes = [CLASS_CYCLE[i % len(CLASS_CYCLE)] for i in range(n)]
         self.arrays, self.kernel, mem_base = build_fleet(cfg.profile, n * n_copies, 1, self.classes * n_copies,
@@ -105,10 +107,11 @@ class ClusterBudgetCore(CoreClock):
         self.offered = np.zeros((n_copies, n))
         self.pdu_power_w = np.zeros((n_copies, self.n_pdus))  # last step, per copy and PDU
         self.chunks = ArrivalChunks(self.trace, self.service_s, self.mem_base, cfg.dt_s, self.steps_per_episode,
-                                    events=self._events)
+                                    shared=shared_arrivals, events=self._events)
         self.obs = np.zeros((n_copies, n * len(NODE_FIELDS) + len(GLOBAL_FIELDS)), dtype=np.float32)
         self._node_obs = self.obs[:, : n * len(NODE_FIELDS)].reshape(n_copies, n, len(NODE_FIELDS))
         self.node_obs_static = self.priority / 4.0
+        self._interactive = np.array([c == "interactive" for c in self.classes])
 
     def cap_from_action(self, action: np.ndarray) -> np.ndarray:
         """Map actions in [-1, 1] (``[n_copies, n]``) to caps in W from idle to busy power; NaN -> idle."""
@@ -125,11 +128,13 @@ class ClusterBudgetCore(CoreClock):
             return
         cfg, a, n = self.cfg, self.arrays, self.n
         episode_rows = int(np.ceil(self.steps_per_episode * cfg.dt_s / self.trace.interval_s))
-        rows = rng.integers(self.row_lo, max(self.row_lo, self.row_hi - episode_rows - 1) + 1, size=idx.size)
+        # Shared arrivals draw for one copy, so a copy's episode does not depend on how many run.
+        m = 1 if self.shared_arrivals else idx.size
+        rows = rng.integers(self.row_lo, max(self.row_lo, self.row_hi - episode_rows - 1) + 1, size=m)
         self.start_s[idx] = (rows * self.trace.interval_s if start_s is None
                              else self.trace.check_start_s(start_s, cfg.episode_s))
         self.step_count[idx] = 0
-        self.scale[idx] = cfg.load_scale * rng.lognormal(0.0, NODE_LOAD_LOG_SD, (idx.size, n))
+        self.scale[idx] = cfg.load_scale * rng.lognormal(0.0, NODE_LOAD_LOG_SD, (m, n))
         self.chunks.refill(idx, self.start_s, self.step_count, self.scale, rng)
         self.event_until_s[idx] = -1.0
         units = (idx[:, None] * n + np.arange(n)[None, :]).ravel()
@@ -147,8 +152,9 @@ class ClusterBudgetCore(CoreClock):
         cfg = self.cfg
         t = self.time_s[idx]
         idle = t >= self.event_until_s[idx]
-        starts = idle & (rng.random(idx.size) < cfg.budget_event_rate_per_h * cfg.dt_s / 3600.0)
-        dur = rng.uniform(EVENT_MIN_S, EVENT_MAX_S, idx.size)
+        m = 1 if self.shared_arrivals else idx.size  # shared: every copy meets the same budget events
+        starts = idle & (rng.random(m) < cfg.budget_event_rate_per_h * cfg.dt_s / 3600.0)
+        dur = rng.uniform(EVENT_MIN_S, EVENT_MAX_S, m)
         self.event_until_s[idx] = np.where(starts, t + dur, self.event_until_s[idx])
         in_event = t < self.event_until_s[idx]
         base = cfg.budget_fraction * self.busy_total_w
@@ -208,7 +214,9 @@ class ClusterBudgetCore(CoreClock):
                "energy_j": total_w * dt, "work_done": served.sum(axis=1),
                "priority_weighted_work": weighted_served, "sla_violation_rate": viol_rate,
                "announced_budget_w": announced, "budget_deadline_s": deadline, "inlet_c": self._inlet[:, 0].copy(),
-               "temp_die_max_c": a.temp_die_c.reshape(b, n).max(axis=1)}
+               "temp_die_max_c": a.temp_die_c.reshape(b, n).max(axis=1),
+               "latency_ms": a.latency_ms.reshape(b, n)[:, self._interactive].max(axis=1, initial=0.0),
+               "freq_ratio_mean": a.freq_ratio_applied.reshape(b, n).mean(axis=1)}
         self._update_budget(np.arange(b), rng)
         self._fill_obs()
         return reward, tel
@@ -293,7 +301,8 @@ class ClusterBudgetEnv(SingleCopyEnv):
     ``power_w``, ``budget_w`` (in force during the step), ``budget_overshoot_w``, ``pdu_overshoot_w``
     (summed over PDUs), ``energy_j``,
     ``work_done`` (node-seconds at f_max), ``priority_weighted_work``, ``sla_violation_rate``,
-    ``temp_die_max_c`` (hottest die at the end of the step, degC), ``caps_w``, ``pdu_power_w``,
+    ``temp_die_max_c`` (hottest die at the end of the step, degC), ``latency_ms`` (worst p99 of the
+    interactive nodes, ms), ``freq_ratio_mean`` (mean applied f / f_max), ``caps_w``, ``pdu_power_w``,
     ``pdu_limit_w``, ``priority`` (arrays), ``time_s``,
     ``announced_budget_w`` (W) and ``budget_deadline_s`` (trace time, s; +inf when none): the grid-cut
     notice in force during the step, i.e. the budget once the announced cuts take effect (equal
@@ -381,11 +390,17 @@ class ClusterBudgetEnv(SingleCopyEnv):
 
 
 class ClusterBudgetVectorEnv(BatchedVectorEnv):
-    """``num_envs`` clusters stepped in one C call (same-step autoreset)."""
+    """``num_envs`` clusters stepped in one C call (same-step autoreset).
 
-    def __init__(self, num_envs: int = 1, config: ClusterBudgetConfig | None = None, **overrides: Any) -> None:
+    ``shared_arrivals=True`` gives every copy the same load, arrivals and budget events (common
+    random numbers), for comparing controllers copy against copy.
+    """
+
+    def __init__(self, num_envs: int = 1, config: ClusterBudgetConfig | None = None, shared_arrivals: bool = False,
+                 **overrides: Any) -> None:
         self.cfg = config if config is not None else make_config(ENV_ID, overrides)
-        super().__init__(num_envs, ClusterBudgetCore(self.cfg, num_envs), *_spaces(self.cfg))
+        core = ClusterBudgetCore(self.cfg, num_envs, shared_arrivals=shared_arrivals)
+        super().__init__(num_envs, core, *_spaces(self.cfg))
 
     def _advance(self, actions: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         core = self.core

@@ -15,11 +15,13 @@ from powerrl.config import from_dict, join_key, load_kind, spec
 from powerrl.envs.events import EVENT_KINDS, SITE_KINDS, EventSpec, check_events
 from powerrl.errors import ConfigError
 from powerrl.model.carbon import CarbonSpec
+from powerrl.model.weather import WeatherSpec
 from powerrl.model.workload import TraceSpec
 
 SPLITS = ("train", "heldout", "all")
 TRACE_DOC = "utilisation CSV (path, column, interval_s, scale, ...); default: the shipped Google 2019 trace"
 CARBON_DOC = "carbon-intensity CSV (path, column, time_column, timezone); default: the shipped CAISO 2023 file"
+WEATHER_DOC = "Open-Meteo hourly weather JSON (path, timezone, ...); default: the shipped San Jose 2023 file"
 WORKLOAD_CLASSES = ("compute", "memory", "interactive", "batch")
 EVENTS_DOC = ("scenario events in episode time (kind, start_s, duration_s and the kind's keys; "
               "powerrl.envs.events); default: none")
@@ -112,6 +114,7 @@ class DatacenterConfig:
     reward: RewardWeights = field(default_factory=RewardWeights)
     trace: TraceSpec | None = field(default=None, metadata=spec(doc=TRACE_DOC))
     carbon: CarbonSpec | None = field(default=None, metadata=spec(doc=CARBON_DOC))
+    weather: WeatherSpec | None = field(default=None, metadata=spec(doc=WEATHER_DOC))
     events: tuple[EventSpec, ...] = field(default=(), metadata=spec(doc=EVENTS_DOC))
 
     def validate(self, path: str = "", source: str | None = None) -> None:

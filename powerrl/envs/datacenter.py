@@ -57,9 +57,10 @@ class DatacenterCore(CoreClock):
     events no event code runs.
     """
 
-    def __init__(self, cfg: DatacenterConfig, n_copies: int, backend: str = "c") -> None:
+    def __init__(self, cfg: DatacenterConfig, n_copies: int, backend: str = "c", shared_arrivals: bool = False) -> None:
         self.cfg = cfg
         self.b = n_copies
+        self.shared_arrivals = shared_arrivals
         self.n_racks = cfg.n_racks
         n = self.n = cfg.n_racks * cfg.nodes_per_rack
         n_batch_per_rack = int(round(cfg.batch_share * cfg.nodes_per_rack))
@@ -78,7 +79,7 @@ class DatacenterCore(CoreClock):
         self.service_s = a.service_ms.reshape(n_copies, n) / 1000.0
         self.n_pstates = a.n_pstates
         self.trace = sources.trace_arrays(cfg.trace)
-        self.site = sources.site_series(cfg.trace, cfg.carbon)
+        self.site = sources.site_series(cfg.trace, cfg.carbon, cfg.weather)
         self.row_lo, self.row_hi = self.trace.split_rows(cfg.split)
         self.steps_per_episode = max(1, int(round(cfg.episode_s / cfg.dt_s)))
         self.n_bins = max(1, int(round(cfg.defer_window_h * 3600.0 / cfg.dt_s)))
@@ -91,7 +92,7 @@ class DatacenterCore(CoreClock):
         self._events = cfg.events
         events.check_events(self._events, events.SITE_KINDS, ENV_ID)
         self.chunks = ArrivalChunks(self.trace, self.service_s, self.mem_base, cfg.dt_s, self.steps_per_episode,
-                                    events=self._events)
+                                    shared=shared_arrivals, events=self._events)
         self._inlet = a.inlet_c.reshape(n_copies, n)  # view: writes reach the kernel
         #: Standing P-state ceiling per node, integer ``[n_copies, n]``, applied under the rack
         #: ceilings by every step that is not given one (a wrapper around ``env.step``, e.g. the
@@ -119,10 +120,12 @@ class DatacenterCore(CoreClock):
         episode_rows = int(np.ceil(self.steps_per_episode * cfg.dt_s / self.trace.interval_s))
         first_day = self.row_lo // self.trace.rows_per_day
         last_day = max(first_day, (self.row_hi - episode_rows) // self.trace.rows_per_day)
-        days = rng.integers(first_day, last_day + 1, size=idx.size)
+        # Shared arrivals draw for one copy, so a copy's episode does not depend on how many run.
+        m = 1 if self.shared_arrivals else idx.size
+        days = rng.integers(first_day, last_day + 1, size=m)
         self.start_s[idx] = days * 86400.0 if start_s is None else self.trace.check_start_s(start_s, cfg.episode_s)
         self.step_count[idx] = 0
-        self.scale[idx] = cfg.load_scale * rng.lognormal(0.0, NODE_LOAD_LOG_SD, (idx.size, n))
+        self.scale[idx] = cfg.load_scale * rng.lognormal(0.0, NODE_LOAD_LOG_SD, (m, n))
         self.chunks.refill(idx, self.start_s, self.step_count, self.scale, rng)
         self.pool[idx] = 0.0
         self.supply_c[idx] = cfg.supply_min_c
@@ -226,6 +229,8 @@ class DatacenterCore(CoreClock):
             "work_done": a.served.reshape(b, n).sum(axis=1), "deferred_work": self.pool.sum(axis=1),
             "batch_released": released + forced, "supply_c": supply_c.copy(),
             "inlet_c": inlet.sum(axis=1) / self.n_racks,
+            "latency_ms": a.latency_ms.reshape(b, n)[:, ~self.is_batch].max(axis=1, initial=0.0),
+            "freq_ratio_mean": a.freq_ratio_applied.reshape(b, n).mean(axis=1),
         }
         self._fill_obs()
         return reward, tel
@@ -330,7 +335,8 @@ class DatacenterEnv(SingleCopyEnv):
     ``it_power_w``, ``cooling_w``, ``facility_w``, ``solar_w``, ``grid_w``, ``pue``, ``carbon_kg``,
     ``energy_kwh`` (facility, this step), ``carbon_g_per_kwh``, ``sla_violation_rate``,
     ``temp_die_max_c``, ``work_done``, ``deferred_work``, ``batch_released``, ``supply_c``,
-    ``inlet_c`` (mean rack inlet during the step, degC), ``events_active`` (kinds of the scenario
+    ``inlet_c`` (mean rack inlet during the step, degC), ``latency_ms`` (worst p99 of the interactive
+    nodes, ms), ``freq_ratio_mean`` (mean applied f / f_max), ``events_active`` (kinds of the scenario
     events active during the step).
 
     ## Events
@@ -376,11 +382,16 @@ class DatacenterEnv(SingleCopyEnv):
 
 
 class DatacenterVectorEnv(BatchedVectorEnv):
-    """``num_envs`` datacenters stepped in one C call (same-step autoreset)."""
+    """``num_envs`` datacenters stepped in one C call (same-step autoreset).
 
-    def __init__(self, num_envs: int = 1, config: DatacenterConfig | None = None, **overrides: Any) -> None:
+    ``shared_arrivals=True`` gives every copy the same load and arrivals (common random numbers).
+    """
+
+    def __init__(self, num_envs: int = 1, config: DatacenterConfig | None = None, shared_arrivals: bool = False,
+                 **overrides: Any) -> None:
         self.cfg = config if config is not None else make_config(ENV_ID, overrides)
-        super().__init__(num_envs, DatacenterCore(self.cfg, num_envs), *_spaces(self.cfg))
+        super().__init__(num_envs, DatacenterCore(self.cfg, num_envs, shared_arrivals=shared_arrivals),
+                         *_spaces(self.cfg))
 
     def _advance(self, actions: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         reward, tel = self.core.step(actions, self.np_random)

@@ -113,16 +113,17 @@ class NodeDVFSCore(CoreClock):
         if start_s is None:
             episode_rows = int(np.ceil(self.steps_per_episode * self.cfg.dt_s / self.trace.interval_s))
             last_start = max(self.row_lo, self.row_hi - episode_rows - 1)
-            rows = rng.integers(self.row_lo, last_start + 1, size=idx.size)
+            # Shared arrivals draw for one copy, so a copy's episode does not depend on how many run.
+            m = 1 if self.shared_arrivals else idx.size
+            rows = rng.integers(self.row_lo, last_start + 1, size=m)
             # Start anywhere inside the 5-minute row, so episodes do not all begin on a row boundary.
-            starts = rows * self.trace.interval_s + rng.uniform(0, self.trace.interval_s, idx.size)
-            self.start_s[idx] = starts[0] if self.shared_arrivals else starts
+            self.start_s[idx] = rows * self.trace.interval_s + rng.uniform(0, self.trace.interval_s, m)
         else:
             self.start_s[idx] = self.trace.check_start_s(start_s, self.cfg.episode_s)
         self.step_count[idx] = 0
         # Per-episode server heterogeneity around the datacentre average.
-        scale = self.cfg.load_scale * rng.lognormal(0.0, NODE_LOAD_LOG_SD, idx.size)
-        self.load_scale[idx] = (scale[0] if self.shared_arrivals else scale)[..., None]
+        scale = self.cfg.load_scale * rng.lognormal(0.0, NODE_LOAD_LOG_SD, 1 if self.shared_arrivals else idx.size)
+        self.load_scale[idx] = scale[..., None]
         units = (idx[:, None] * self.k + np.arange(self.k)[None, :]).ravel()
         self.arrays.reset_units(units, self.cfg.inlet_c)
         if self._events:
@@ -142,6 +143,11 @@ class NodeDVFSCore(CoreClock):
         self.stepper.step()  # advances chunks.pos in C
         chunks.steps_left -= 1
         return self.reward
+
+    @property
+    def arrival_scale(self) -> np.ndarray:
+        """Per-copy, per-domain load multiplier of the arrivals."""
+        return self.load_scale
 
     def truncated(self) -> np.ndarray:
         """Copies whose episode reached its length."""

@@ -16,7 +16,7 @@ from powerrl.model import power as power_model
 from powerrl.model import workload as workload_mod
 from powerrl.model.carbon import CarbonIntensity, CarbonSpec, load_shipped_carbon
 from powerrl.model.classes import WORKLOAD_CLASSES as CLASS_TABLE
-from powerrl.model.weather import SolarSpec, load_shipped_weather
+from powerrl.model.weather import SolarSpec, Weather, WeatherSpec, load_shipped_weather
 
 DAY_S = 86_400.0
 
@@ -122,16 +122,17 @@ class SiteSeries:
 
 
 @lru_cache(maxsize=8)
-def site_series(trace_spec: workload_mod.TraceSpec | None = None, carbon_spec: CarbonSpec | None = None) -> SiteSeries:
+def site_series(trace_spec: workload_mod.TraceSpec | None = None, carbon_spec: CarbonSpec | None = None,
+                weather_spec: WeatherSpec | None = None) -> SiteSeries:
     """Carbon, weather and solar at the midpoint of every row of the trace, computed once per process.
 
     Rows map to UTC through the trace's clock (row 0 = local midnight of its start date); the
-    carbon file (default: CAISO 2023) and the weather file must cover that span.
+    carbon file (default: CAISO 2023) and the weather file (default: San Jose 2023) must cover that span.
     """
     tr = trace_arrays(trace_spec)
     n = len(tr.util)
     t_utc = tr.trace.utc_s((np.arange(n) + 0.5) * tr.interval_s)
-    weather = load_shipped_weather()
+    weather = load_shipped_weather() if weather_spec is None else Weather.load(weather_spec)
     carbon = load_shipped_carbon() if carbon_spec is None else CarbonIntensity.load(carbon_spec)
     return SiteSeries(
         carbon_g_per_kwh=np.ascontiguousarray(carbon.intensity_g_per_kwh(t_utc), dtype=np.float64),

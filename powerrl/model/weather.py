@@ -40,7 +40,7 @@ import numpy as np
 
 from powerrl.config import spec
 from powerrl.errors import DataFileError
-from powerrl.model.timeseries import iso_utc, resolve_path
+from powerrl.model.timeseries import iso_utc, resolve_path, zone
 
 SHIPPED_WEATHER_PATH = "shipped:weather/US-CAL-CISO_2023.json"
 HAURWITZ_A_W_M2 = 1098.0  # Haurwitz (1945) clear-sky GHI scale
@@ -61,6 +61,9 @@ class WeatherSpec:
         cloud_key: key in ``hourly`` of total cloud cover, percent (0-100).
         latitude_deg: site latitude override (degrees north); ``None`` = the file's ``latitude``.
         longitude_deg: site longitude override (degrees east); ``None`` = the file's ``longitude``.
+        timezone: IANA zone of the naive local timestamps, DST rules applied (a repeated hour at
+            the autumn change is an error naming the entry); ``None`` = the file's fixed
+            ``utc_offset_seconds`` (Open-Meteo's convention).
     """
 
     path: str = SHIPPED_WEATHER_PATH
@@ -68,6 +71,12 @@ class WeatherSpec:
     cloud_key: str = "cloudcover"
     latitude_deg: float | None = field(default=None, metadata=spec(lo=-90.0, hi=90.0, unit="deg"))
     longitude_deg: float | None = field(default=None, metadata=spec(lo=-180.0, hi=180.0, unit="deg"))
+    timezone: str | None = None
+
+    def validate(self, path: str = "", source: str | None = None) -> None:
+        """Check the time zone name (called by :func:`powerrl.config.from_dict`)."""
+        if self.timezone is not None:
+            zone(self.timezone, f"{path}.timezone" if path else "timezone", source)
 
 
 @dataclass(frozen=True)
@@ -195,6 +204,7 @@ class Weather:
         if not isinstance(times, list):
             raise DataFileError(path, "expected a list of times under 'hourly'", column="time")
         t = np.empty(len(times), dtype=np.float64)
+        tz = zone(weather_spec.timezone) if weather_spec.timezone is not None else None
         for i, text in enumerate(times):
             try:
                 local = dt.datetime.fromisoformat(str(text))
@@ -203,7 +213,10 @@ class Weather:
             if local.tzinfo is not None:
                 raise DataFileError(path, f"{text!r} carries an offset; expected naive local time", row=i + 1,
                                     column="time")
-            t[i] = local.replace(tzinfo=dt.UTC).timestamp() - float(offset)
+            if tz is None:
+                t[i] = local.replace(tzinfo=dt.UTC).timestamp() - float(offset)
+            else:
+                t[i] = local.replace(tzinfo=tz).timestamp()
             if i and t[i] <= t[i - 1]:
                 raise DataFileError(path, f"time {text!r} is not after the previous entry's", row=i + 1,
                                     column="time")

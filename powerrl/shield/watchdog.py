@@ -38,6 +38,13 @@ def valid_rows(actions: Any, space: spaces.Space, n: int) -> tuple[np.ndarray, n
     if batch is None or batch.shape != shape:
         return np.full(shape, np.nan), np.zeros(n, dtype=bool)
     flat = batch.reshape(n, -1)
+    if raw.dtype.kind in "biu" and isinstance(space, spaces.MultiDiscrete | spaces.Discrete):
+        # Integers are integral and finite: only the range needs checking (the common, hot path).
+        nvec = space.nvec if isinstance(space, spaces.MultiDiscrete) else np.asarray(space.n)
+        start = np.asarray(space.start).reshape(-1)
+        ints = raw.reshape(n, -1)
+        in_space = np.asarray(((ints >= start) & (ints < start + nvec.reshape(-1))).all(axis=1))
+        return batch, in_space
     if isinstance(space, spaces.MultiDiscrete | spaces.Discrete):
         nvec = space.nvec if isinstance(space, spaces.MultiDiscrete) else np.asarray(space.n)
         lo = np.broadcast_to(np.asarray(space.start, dtype=np.float64), nvec.shape).reshape(-1)

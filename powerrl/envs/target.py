@@ -1,0 +1,126 @@
+"""The :class:`powerrl.control.ControlTarget` of a simulator env: what its controllers may know.
+
+A rule-based controller needs facts an observation does not carry: the P-state table and the
+power at each P-state (governors, the kernel's power allocator), node priorities, power ranges and
+power groups (allocation baselines), a carbon forecast (carbon deferral). :func:`control_target`
+reads them from an env's core once; the node agent builds the same object from the hardware.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from powerrl.control import ControlTarget
+from powerrl.envs import cluster_budget, datacenter, node_dvfs
+from powerrl.envs.sources import DAY_S
+from powerrl.model import power as power_model
+from powerrl.model.profiles import get_profile
+from powerrl.shield.config import resolve_shield_config
+
+
+def _core(env: Any) -> Any:
+    """The batched core behind a single env, a vector env, a wrapper, or the core itself."""
+    if hasattr(env, "steps_per_episode") and hasattr(env, "obs"):
+        return env
+    unwrapped = getattr(env, "unwrapped", env)
+    core = getattr(unwrapped, "core", None)
+    if core is None:
+        raise TypeError(f"{type(env).__name__} is not a powerrl simulator env (no .core)")
+    return core
+
+
+def _readonly(x: np.ndarray) -> np.ndarray:
+    out = np.array(x, dtype=np.float64 if np.asarray(x).dtype.kind == "f" else np.asarray(x).dtype)
+    out.setflags(write=False)
+    return out
+
+
+def _busy_at_pstate(arrays: Any, n: int) -> np.ndarray:
+    """Compute-bound full-load power of the first ``n`` units at every P-state, W ``[n, n_pstates]``."""
+    a = arrays
+    return power_model.node_power_w(1.0, a.freq_ratio[:n], a.volt_ratio[:n], 0.0, a.idle_w[:n, None],
+                                    a.busy_w[:n, None], a.shape_r[:n, None], a.static_share[:n, None],
+                                    a.wake_share[:n, None])
+
+
+def carbon_forecasts(core: Any) -> tuple[Any, Any]:
+    """``(forecast, actual)`` carbon look-ups over the core's trace clock (gCO2/kWh).
+
+    The forecast is seasonal-naive: the intensity recorded one day before the target time (two
+    days for targets more than a day ahead), so it never reads the future. ``actual`` reads the
+    record at the target time: for the clairvoyant oracle only.
+    """
+    site = core.site
+    trace = core.trace
+    ci = site.carbon_g_per_kwh
+
+    def actual(time_s: np.ndarray, offsets_s: np.ndarray) -> np.ndarray:
+        t = np.asarray(time_s, dtype=np.float64)[:, None] + np.asarray(offsets_s, dtype=np.float64)[None, :]
+        return ci[trace.rows_at(np.maximum(t, 0.0))]
+
+    def forecast(time_s: np.ndarray, offsets_s: np.ndarray) -> np.ndarray:
+        off = np.asarray(offsets_s, dtype=np.float64)
+        lag = DAY_S * np.ceil(np.maximum(off, 1e-9) / DAY_S)  # whole days back, so the target is in the past
+        t = np.asarray(time_s, dtype=np.float64)[:, None] + (off - lag)[None, :]
+        return ci[trace.rows_at(np.maximum(t, 0.0))]
+
+    return forecast, actual
+
+
+def control_target(env: Any, shield: Any = None) -> ControlTarget:
+    """The :class:`ControlTarget` of a powerrl simulator env (single, vector, wrapped, or its core).
+
+    Args:
+        env: the env.
+        shield: shield config (name, path, mapping or object) whose guaranteed bases the target
+            quotes (``base_frac``); default: the shipped ``default`` shield.
+    """
+    core = _core(env)
+    cfg = core.cfg
+    a = core.arrays
+    prof = get_profile(cfg.profile)
+    freqs = np.asarray(prof.pstates_mhz, dtype=np.float64)
+    shield_cfg = resolve_shield_config(shield if shield is not None else "default")
+    if isinstance(core, node_dvfs.NodeDVFSCore):
+        k = core.k
+        return ControlTarget(
+            env_id=node_dvfs.ENV_ID, dt_s=cfg.dt_s, n_units=k,
+            unit_fields=tuple(f[0] for f in node_dvfs.DOMAIN_FIELDS),
+            global_fields=tuple(f[0] for f in node_dvfs.GLOBAL_FIELDS),
+            freqs_mhz=_readonly(freqs), idle_w=_readonly(a.idle_w[:k]), busy_w=_readonly(a.busy_w[:k]),
+            busy_w_at_pstate=_readonly(_busy_at_pstate(a, k)), config=cfg,
+            extras={"sla_ms": float(a.sla_ms[0]), "service_ms": float(a.service_ms[0])})
+    if isinstance(core, cluster_budget.ClusterBudgetCore):
+        n = core.n
+        forecast, actual = None, None
+        return ControlTarget(
+            env_id=cluster_budget.ENV_ID, dt_s=cfg.dt_s, n_units=n,
+            unit_fields=tuple(f[0] for f in cluster_budget.NODE_FIELDS),
+            global_fields=tuple(f[0] for f in cluster_budget.GLOBAL_FIELDS),
+            freqs_mhz=_readonly(freqs), idle_w=_readonly(core.idle_w), busy_w=_readonly(core.busy_w),
+            busy_w_at_pstate=_readonly(_busy_at_pstate(a, n)), priority=_readonly(core.priority),
+            group=_readonly(core.pdu), group_limit_w=_readonly(core.pdu_limit_w),
+            base_frac=_readonly(np.asarray(shield_cfg.budget.base_frac, dtype=np.float64)), config=cfg,
+            carbon_forecast=forecast, carbon_actual=actual,
+            extras={"busy_total_w": core.busy_total_w, "rack": _readonly(core.rack),
+                    "priority_weight": _readonly(cluster_budget.PRIORITY_WEIGHT),
+                    "max_frac": _readonly(np.asarray(shield_cfg.budget.max_frac, dtype=np.float64))})
+    if isinstance(core, datacenter.DatacenterCore):
+        r = core.n_racks
+        per = cfg.nodes_per_rack
+        forecast, actual = carbon_forecasts(core)
+        rack_idle = np.bincount(core.rack, weights=a.idle_w[: core.n], minlength=r)
+        rack_busy_at = np.zeros((r, len(freqs)))
+        np.add.at(rack_busy_at, core.rack, _busy_at_pstate(a, core.n))
+        return ControlTarget(
+            env_id=datacenter.ENV_ID, dt_s=cfg.dt_s, n_units=r,
+            unit_fields=tuple(f[0] for f in datacenter.RACK_FIELDS),
+            global_fields=tuple(f[0] for f in datacenter.GLOBAL_FIELDS),
+            freqs_mhz=_readonly(freqs), idle_w=_readonly(rack_idle), busy_w=_readonly(core.rack_busy_w),
+            busy_w_at_pstate=_readonly(rack_busy_at), config=cfg,
+            carbon_forecast=forecast, carbon_actual=actual,
+            extras={"nodes_per_rack": per, "batch_capacity": core.batch_capacity,
+                    "defer_bins": core.n_bins})
+    raise TypeError(f"no control target for {type(core).__name__}")

@@ -1,0 +1,81 @@
+import csv
+import json
+
+import pytest
+
+from powerrl.cli import main
+from powerrl.eval.metrics import METRIC_KEYS
+
+TINY = "env: powerrl/NodeDVFS-v0\ndays: [22]\nstart_h: 10\nduration_h: 0.01\n"
+TINY_CB = "env: powerrl/ClusterBudget-v0\ndays: [22, 23]\nstart_h: 10\nduration_h: 0.01\n"
+
+
+def _run(args, capsys):
+    code = main(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_compare_writes_every_output(scenario_file, tmp_path, capsys):
+    a = scenario_file(TINY, "a.yaml")
+    b = scenario_file(TINY_CB, "b.yaml")
+    out = tmp_path / "out"
+    code, stdout, _ = _run(["compare", "--scenarios", str(a), str(b), "--controllers", "random", "lowest",
+                            "--seeds", "2", "--out", str(out), "--jobs", "2", "--quiet"], capsys)
+    assert code == 0
+    assert "== a: powerrl/NodeDVFS-v0" in stdout and "== b: powerrl/ClusterBudget-v0" in stdout
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["seeds"] == [0, 1]
+    for name in ("a", "b"):
+        sc = doc["scenarios"][name]
+        assert set(sc["controllers"]) == {"random", "lowest"}
+        for c in sc["controllers"].values():
+            assert set(c["metrics"]) == set(METRIC_KEYS)
+            assert c["metrics"]["energy_kwh"]["n"] == 2 and c["metrics"]["energy_kwh"]["ci95"] is not None
+            assert len(c["per_seed"]) == 2
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 2 * 2 * len(METRIC_KEYS)
+    md = (out / "report.md").read_text()
+    assert "## a" in md and "a_energy_vs_sla.png" in md
+    for f in ("a_timeseries.png", "a_energy_vs_sla.png", "a_carbon_vs_intensity.png", "b_timeseries.png"):
+        assert (out / f).stat().st_size > 1000
+
+
+def test_parallel_and_serial_runs_agree(scenario_file, tmp_path, capsys):
+    a = scenario_file(TINY, "a.yaml")
+    docs = []
+    for jobs in ("1", "2"):
+        out = tmp_path / f"j{jobs}"
+        assert _run(["compare", "--scenarios", str(a), "--controllers", "random", "lowest", "--seeds", "2",
+                     "--out", str(out), "--jobs", jobs, "--quiet", "--no-plots"], capsys)[0] == 0
+        docs.append(json.loads((out / "results.json").read_text())["scenarios"]["a"]["controllers"])
+    for label in docs[0]:
+        assert docs[0][label]["per_seed"] == docs[1][label]["per_seed"]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--controllers", "no_such_controller"], "no_such_controller"),
+    (["--controllers", "missing/policy.onnx"], "policy file"),
+    (["--seeds", "0"], "--seeds"),
+    (["--scenarios", "no-such-scenario"], "no-such-scenario"),
+])
+def test_bad_arguments_fail_before_any_work(tmp_path, capsys, args, needle):
+    out = tmp_path / "never"
+    code, _, err = _run(["compare", "--out", str(out), "--quiet", *args], capsys)
+    assert code == 2
+    assert needle in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_tune_refuses_held_out_days(scenario_file, tmp_path, capsys):
+    a = scenario_file(TINY, "a.yaml")
+    code, _, err = _run(["tune-baseline", "random", "--scenario", str(a), "--days", "22", "--out",
+                         str(tmp_path / "t.yaml")], capsys)
+    assert code == 2  # random is not a baseline: refused before anything runs
+    assert "baseline" in err
+
+
+def test_help_explains_commands(capsys):
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    assert "--scenarios" in capsys.readouterr().out
