@@ -29,16 +29,20 @@ class Baseline(Controller):
 
 
 def pstate_at_or_above(freqs_mhz: np.ndarray, target_mhz: np.ndarray) -> np.ndarray:
-    """Lowest P-state whose frequency is >= ``target_mhz`` (f_max when none): the kernel's CPUFREQ_RELATION_L."""
+    """Lowest P-state whose frequency is >= ``target_mhz`` (f_max when none): the kernel's CPUFREQ_RELATION_L.
+
+    Targets within 1 kHz (the kernel's unit) of a P-state count as on it, so float32 observations
+    (0.6 stored as 0.60000002) do not push an exact target to the next P-state.
+    """
     f = np.asarray(freqs_mhz, dtype=np.float64)
-    idx = np.searchsorted(f, np.asarray(target_mhz, dtype=np.float64) - 1e-9, side="left")
+    idx = np.searchsorted(f, np.asarray(target_mhz, dtype=np.float64) - 1e-3, side="left")
     return np.minimum(idx, len(f) - 1).astype(np.int64)
 
 
 def pstate_at_or_below(freqs_mhz: np.ndarray, target_mhz: np.ndarray) -> np.ndarray:
     """Highest P-state whose frequency is <= ``target_mhz`` (f_min when none): the kernel's CPUFREQ_RELATION_H."""
     f = np.asarray(freqs_mhz, dtype=np.float64)
-    idx = np.searchsorted(f, np.asarray(target_mhz, dtype=np.float64) + 1e-9, side="right") - 1
+    idx = np.searchsorted(f, np.asarray(target_mhz, dtype=np.float64) + 1e-3, side="right") - 1
     return np.maximum(idx, 0).astype(np.int64)
 
 

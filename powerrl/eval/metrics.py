@@ -49,6 +49,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("budget_overshoot_ws", "W*s", "power above the facility budget and PDU limits, integrated", "lower"),
     Metric("priority_inversions", "", "throttled nodes while a less important node kept spare power", "lower"),
     Metric("carbon_kg", "kgCO2", "grid energy x hourly grid carbon intensity", "lower"),
+    Metric("deferred_left", "node-s", "batch work still deferred at the end (charged in energy and carbon)", ""),
     Metric("shield_interventions", "steps", "steps on which the shield changed the controller's action", "lower"),
     Metric("shield_intervention_rate", "", "shield interventions / steps", "lower"),
     Metric("reward", "", "mean per-step env reward (the tuning objective), shield penalty excluded", "higher"),
@@ -57,8 +58,8 @@ METRIC_KEYS = tuple(m.key for m in METRICS)
 BY_KEY = {m.key: m for m in METRICS}
 #: Metrics that do not apply to an env are reported as null.
 NOT_APPLICABLE: dict[str, tuple[str, ...]] = {
-    "powerrl/NodeDVFS-v0": ("budget_overshoot_ws", "priority_inversions", "priority_weighted_work"),
-    "powerrl/ClusterBudget-v0": (),
+    "powerrl/NodeDVFS-v0": ("budget_overshoot_ws", "priority_inversions", "priority_weighted_work", "deferred_left"),
+    "powerrl/ClusterBudget-v0": ("deferred_left",),
     "powerrl/Datacenter-v0": ("budget_overshoot_ws", "priority_inversions", "priority_weighted_work"),
 }
 #: Log-spaced latency histogram (ms) for the p99: 0.01 ms to 1,000 s, 40 bins per decade (~6 % wide).
@@ -108,6 +109,10 @@ class MetricAccumulator:
         self.buf = {name: np.zeros((FLUSH_STEPS, b)) for name, _ in _BUFFERED}
         self.keys: dict[str, str | None] = {}
         self.fill = 0
+        self.deferred_left = np.zeros(b)
+        self.end_s = np.zeros(b)
+        #: Datacenter-v0: (marginal W of one node's busy work at f_max, deferral window s) for the leftover charge.
+        self.leftover_model: tuple[float, float] | None = None
 
     def add(self, step_start_s: np.ndarray, step_in_episode: int, reward: np.ndarray, infos: dict[str, Any],
             intervened: np.ndarray, inversions: np.ndarray | None = None) -> None:
@@ -125,6 +130,9 @@ class MetricAccumulator:
         buf["step"][j] = step_in_episode
         if inversions is not None:
             buf["inversions"][j] = inversions
+        if "deferred_work" in infos:
+            self.deferred_left = np.asarray(infos["deferred_work"], dtype=np.float64).copy()
+        self.end_s = step_start_s + self.dt
         self.fill += 1
         self.steps += 1
         if self.fill == FLUSH_STEPS:
@@ -172,9 +180,31 @@ class MetricAccumulator:
         self.interventions += buf["intervened"].sum(axis=0)
         self.reward += buf["reward"].sum(axis=0)
 
+    def _charge_leftover(self) -> None:
+        """Datacenter-v0: charge batch work still deferred at the end, so deferring past the end is not free.
+
+        The env would force that work to run within the deferral window after the episode; it is
+        charged its marginal IT energy (busy minus idle power of a node at f_max per node-second)
+        times the episode's facility/IT ratio, at the mean recorded intensity of that window.
+        """
+        if self.leftover_model is None or not self.deferred_left.any():
+            return
+        marginal_w, window_s = self.leftover_model
+        it_j = self.deferred_left * marginal_w
+        ratio = np.where(self.it_j > 0, (self.it_j + self.cool_j) / np.maximum(self.it_j, 1e-9), 1.0)
+        n_rows = max(1, int(round(window_s / self.trace.interval_s)))
+        for i in range(self.b):
+            rows = self.trace.rows_at(self.end_s[i] + np.arange(n_rows) * self.trace.interval_s)
+            intensity = float(self.site.carbon_g_per_kwh[rows].mean())
+            fac_j = it_j[i] * ratio[i]
+            self.it_j[i] += it_j[i]
+            self.cool_j[i] += fac_j - it_j[i]
+            self.carbon[i] += fac_j / 3.6e6 * intensity / 1000.0
+
     def result(self) -> list[dict[str, float | None]]:
         """Metrics of each copy (None where a metric does not apply to the env)."""
         self.flush()
+        self._charge_leftover()
         out = []
         na = NOT_APPLICABLE.get(self.env_id, ())
         n = max(self.steps, 1)
@@ -193,7 +223,7 @@ class MetricAccumulator:
                 "max_temp_c": float(self.max_temp[i]), "time_above_passive_s": float(self.above_s[i]),
                 "hot_trip_exceedances": float(self.hot[i]), "budget_overshoot_ws": float(self.over_ws[i]),
                 "priority_inversions": float(self.inversions[i]), "carbon_kg": float(self.carbon[i]),
-                "shield_interventions": float(self.interventions[i]),
+                "deferred_left": float(self.deferred_left[i]), "shield_interventions": float(self.interventions[i]),
                 "shield_intervention_rate": float(self.interventions[i] / n), "reward": float(self.reward[i] / n),
             }
             for key in na:

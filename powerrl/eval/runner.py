@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+import powerrl.baselines  # noqa: F401 - registers the baselines and the oracle
 from powerrl.control import Controller, ControlTarget, controller_class, make_controller
 from powerrl.envs.cluster_budget import ClusterBudgetVectorEnv
 from powerrl.envs.datacenter import DatacenterVectorEnv
@@ -152,6 +153,10 @@ def run_group(scenario: Scenario, seed: int, specs: list[ControllerSpec], record
             if c.clairvoyant:
                 c.bind(venv, np.array([i]))
         acc = MetricAccumulator(scenario, n, site, passive_c, hot_c)
+        if scenario.env_id == "powerrl/Datacenter-v0":
+            a = core.arrays
+            acc.leftover_model = (float(a.busy_w[: core.n].mean() - a.idle_w[: core.n].mean()),
+                                  cfg.defer_window_h * 3600.0)
         series = _Series(n, steps) if record_series and d_idx == 0 else None
         done_since = 0
         for step in range(steps):

@@ -75,3 +75,15 @@ def test_carbon_file_not_covering_the_trace_fails_before_work(scenario_file, tmp
     path = scenario_file(f"env: powerrl/Datacenter-v0\ncarbon: {{path: {csv}, column: ci}}\n")
     with pytest.raises(ConfigError, match="carbon"):
         load_scenario(path)
+
+
+def test_the_every_key_example_in_the_docs_is_valid(tmp_path):
+    text = (REPO / "docs" / "scenarios.md").read_text(encoding="utf-8")
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "example.yaml"
+    path.write_text(block, encoding="utf-8")
+    sc = load_scenario(path)
+    assert sc.env_id == "powerrl/ClusterBudget-v0" and sc.env_config.n_nodes == 32
+    assert [e.kind for e in sc.env_config.events] == ["heat_wave", "cooling_failure", "grid_cut", "demand_surge"]
+    assert sc.days == (22, 23) and sc.duration_h == 2.0
+    assert sc.weather is not None and sc.weather.timezone == "Etc/GMT+7"

@@ -164,3 +164,17 @@ def test_solar_scales_with_kwp_and_clouds():
     expected = 10.0 * clear_sky_ghi_w_m2(solar_cos_zenith(t, w.latitude_deg, w.longitude_deg)) * (
         cloud_attenuation(w.cloud_frac_at(t))) * 0.86
     assert p1 == pytest.approx(expected)
+
+
+def test_weather_timezone_override_matches_the_files_fixed_offset_and_rejects_dst_gaps():
+    import numpy as np
+    import pytest
+
+    from powerrl.errors import DataFileError
+    from powerrl.model.weather import Weather, WeatherSpec, load_shipped_weather
+
+    fixed = Weather.load(WeatherSpec(timezone="Etc/GMT+7"))  # IANA "GMT+7" is UTC-7, the file's offset
+    assert np.array_equal(fixed.t_utc_s, load_shipped_weather().t_utc_s)
+    # The file has no DST: read as Los Angeles local time its 2023-03-12 02:00 does not exist.
+    with pytest.raises(DataFileError, match="2023-03-12"):
+        Weather.load(WeatherSpec(timezone="America/Los_Angeles"))
