@@ -60,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``powerrl`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # the command as typed, for run records
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -20,8 +20,8 @@ def _seeds(args: argparse.Namespace) -> list[int]:
     return list(range(args.seed0, args.seed0 + args.seeds))
 
 
-def _command() -> str:
-    return "powerrl " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+def _command(args: argparse.Namespace) -> str:
+    return "powerrl " + " ".join(shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:]))
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -46,7 +46,7 @@ def _compare(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     raw = compare.run_cells(cells, jobs=args.jobs, progress=not args.quiet)
     doc = compare.assemble(scenarios, specs, seeds, raw)
-    doc["command"] = _command()
+    doc["command"] = _command(args)
     doc["wall_s"] = round(time.monotonic() - t0, 1)
     report.write_json(doc, out / "results.json")
     report.write_csv(doc, out / "results.csv")
@@ -77,7 +77,7 @@ def _tune(args: argparse.Namespace) -> int:
     days = tuple(args.days) if args.days else tune.training_days(scenario)
     overrides = _parse_grid(args.grid)
     entry = tune.tune(args.name, scenario, days, seeds, jobs=args.jobs, overrides=overrides, progress=not args.quiet)
-    entry["command"] = _command()
+    entry["command"] = _command(args)
     path = controllers.save_tuned(args.out, scenario.env_id, args.name, entry)
     print(f"{args.name} on {scenario.env_id} (days {', '.join(map(str, days))}, {len(seeds)} seed(s), "
           f"{len(entry['grid'])} grid points)")

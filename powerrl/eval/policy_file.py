@@ -10,7 +10,6 @@ torch is never imported here, so the node agent and ``powerrl compare`` run poli
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ def metadata_path(policy: Path) -> Path:
     return policy.with_suffix(".json")
 
 
-@lru_cache(maxsize=32)
 def read_metadata(policy: str) -> dict[str, Any]:
     """The policy's metadata, checked for the keys the harness needs."""
     p = metadata_path(Path(policy))

@@ -7,6 +7,7 @@ refused: tuning on them would leak the evaluation data.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from typing import Any
 
@@ -40,9 +41,11 @@ def grid_points(name: str, overrides: dict[str, list[Any]] | None = None) -> lis
         raise ConfigError("controller", name, "a rule-based baseline (the oracle and stress controllers have no "
                           "parameters to tune)")
     grid = dict(cls.param_grid)
+    accepted = [p for p in inspect.signature(cls.__init__).parameters
+                if p not in ("self", "action_space", "observation_space", "target")]
     for key, values in (overrides or {}).items():
-        if key not in grid:
-            raise ConfigError(f"--grid {key}", values, f"a parameter of {name}: " + ", ".join(grid) if grid
+        if key not in grid and key not in accepted:
+            raise ConfigError(f"--grid {key}", values, f"a parameter of {name}: " + ", ".join(accepted) if accepted
                               else f"nothing: {name} has no parameters")
         grid[key] = tuple(values)
     if not grid:
