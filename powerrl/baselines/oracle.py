@@ -7,8 +7,9 @@ intensity. It is the bound every comparison quotes results against:
   arrivals (:class:`powerrl.baselines.oracle_dvfs.DVFSOracle`);
 * ClusterBudget-v0: the LP maximising priority-weighted work under the budget and PDU limits for
   the known next-step demand, solved with HiGHS (:class:`powerrl.baselines.oracle_allocation.AllocationOracle`);
-* Datacenter-v0: batch work shifted to the lowest-intensity step of its deferral window by the
-  recorded intensity (:class:`powerrl.baselines.oracle_carbon.CarbonOracle`).
+* Datacenter-v0: the least-carbon deferral schedule of a clairvoyant search over rules fed the
+  recorded intensity and the tuned baselines, simulated on the episode's own arrivals
+  (:class:`powerrl.baselines.oracle_search.SearchCarbonOracle`).
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ def _impl(env_id: str) -> type[Controller]:
 
         return AllocationOracle
     if env_id == "powerrl/Datacenter-v0":
-        from powerrl.baselines.oracle_carbon import CarbonOracle
+        from powerrl.baselines.oracle_search import SearchCarbonOracle
 
-        return CarbonOracle
+        return SearchCarbonOracle
     raise ConfigError("controller.oracle", env_id,
                       "an env with an oracle: NodeDVFS-v0, ClusterBudget-v0, Datacenter-v0")
 

@@ -91,7 +91,7 @@ def control_target(env: Any, shield: Any = None) -> ControlTarget:
             global_fields=tuple(f[0] for f in node_dvfs.GLOBAL_FIELDS),
             freqs_mhz=_readonly(freqs), idle_w=_readonly(a.idle_w[:k]), busy_w=_readonly(a.busy_w[:k]),
             busy_w_at_pstate=_readonly(_busy_at_pstate(a, k)), config=cfg,
-            extras={"sla_ms": float(a.sla_ms[0]), "service_ms": float(a.service_ms[0])})
+            extras={"shield": shield_cfg, "sla_ms": float(a.sla_ms[0]), "service_ms": float(a.service_ms[0])})
     if isinstance(core, cluster_budget.ClusterBudgetCore):
         n = core.n
         forecast, actual = None, None
@@ -104,7 +104,7 @@ def control_target(env: Any, shield: Any = None) -> ControlTarget:
             group=_readonly(core.pdu), group_limit_w=_readonly(core.pdu_limit_w),
             base_frac=_readonly(np.asarray(shield_cfg.budget.base_frac, dtype=np.float64)), config=cfg,
             carbon_forecast=forecast, carbon_actual=actual,
-            extras={"busy_total_w": core.busy_total_w, "rack": _readonly(core.rack),
+            extras={"shield": shield_cfg, "busy_total_w": core.busy_total_w, "rack": _readonly(core.rack),
                     "priority_weight": _readonly(cluster_budget.PRIORITY_WEIGHT),
                     "max_frac": _readonly(np.asarray(shield_cfg.budget.max_frac, dtype=np.float64))})
     if isinstance(core, datacenter.DatacenterCore):
@@ -121,6 +121,6 @@ def control_target(env: Any, shield: Any = None) -> ControlTarget:
             freqs_mhz=_readonly(freqs), idle_w=_readonly(rack_idle), busy_w=_readonly(core.rack_busy_w),
             busy_w_at_pstate=_readonly(rack_busy_at), config=cfg,
             carbon_forecast=forecast, carbon_actual=actual,
-            extras={"nodes_per_rack": per, "batch_capacity": core.batch_capacity,
+            extras={"shield": shield_cfg, "nodes_per_rack": per, "batch_capacity": core.batch_capacity,
                     "defer_bins": core.n_bins})
     raise TypeError(f"no control target for {type(core).__name__}")

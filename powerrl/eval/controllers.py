@@ -11,17 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 import powerrl.baselines  # noqa: F401 - registers the baselines
 from powerrl.baselines.base import Baseline
-from powerrl.config import load_yaml
+from powerrl.baselines.tuned import SHIPPED_TUNED, load_tuned, save_tuned  # noqa: F401 - re-exported
 from powerrl.control import controller_class, controller_names
 from powerrl.errors import ConfigError
 from powerrl.eval.runner import ControllerSpec
 
-#: Tuned parameters shipped with the package (``powerrl tune-baseline ... --out`` this file to refresh).
-SHIPPED_TUNED = Path(__file__).resolve().parent.parent / "data" / "baselines" / "tuned.yaml"
 SETS = ("all", "baselines")
 POLICY_SUFFIXES = (".onnx",)
 
@@ -32,30 +28,6 @@ def kind_of(name: str) -> str:
     if cls.clairvoyant:
         return "oracle"
     return "baseline" if issubclass(cls, Baseline) else "other"
-
-
-def load_tuned(path: str | Path | None) -> dict[str, dict[str, Any]]:
-    """Tuned parameters ``{env_id: {controller: {"params": {...}, ...}}}`` (empty when the file is absent)."""
-    p = Path(path) if path is not None else SHIPPED_TUNED
-    if not p.is_file():
-        if path is not None:
-            raise ConfigError("--tuned", str(p), "an existing tuned-parameter YAML (from powerrl tune-baseline)")
-        return {}
-    data = load_yaml(p) or {}
-    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise ConfigError("", data, "a mapping env id -> controller -> {params: {...}}", str(p))
-    return data
-
-
-def save_tuned(path: str | Path, env_id: str, name: str, entry: dict[str, Any]) -> Path:
-    """Merge one tuned entry into the YAML file at ``path`` (created when missing)."""
-    p = Path(path)
-    data = load_tuned(p) if p.is_file() else {}
-    data.setdefault(env_id, {})[name] = entry
-    p.parent.mkdir(parents=True, exist_ok=True)
-    header = "# Tuned baseline parameters (powerrl tune-baseline; training days only). Each entry keeps its command.\n"
-    p.write_text(header + yaml.safe_dump(data, sort_keys=True, width=120), encoding="utf-8")
-    return p
 
 
 def _is_policy(ref: str) -> bool:
