@@ -21,6 +21,7 @@ CONFIG_KINDS: dict[str, str] = {
     "profile": "powerrl.model.profiles:load_profile",
     "env": "powerrl.envs.config:load_env_config",
     "shield": "powerrl.shield.config:load_shield_config",
+    "scenario": "powerrl.eval.scenario:load_scenario",
 }
 
 

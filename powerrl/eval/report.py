@@ -21,6 +21,15 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
                               "shield_intervention_rate", "reward"),
 }
 _PERCENT = ("sla_violation_rate", "shield_intervention_rate")
+#: Column titles of the tables (units included); results.json and results.csv keep the metric keys.
+SHORT: dict[str, str] = {
+    "energy_kwh": "energy kWh", "energy_it_kwh": "IT kWh", "energy_cooling_kwh": "cooling kWh", "pue": "PUE",
+    "work_done": "work node-s", "priority_weighted_work": "prio work", "perf_per_watt": "node-s/kJ",
+    "sla_violation_rate": "SLA viol", "p99_latency_ms": "p99 ms", "max_temp_c": "max degC",
+    "time_above_passive_s": "s > passive", "hot_trip_exceedances": "hot trips", "budget_overshoot_ws": "over W*s",
+    "priority_inversions": "inversions", "carbon_kg": "kgCO2", "deferred_left": "deferred left",
+    "shield_interventions": "shield steps", "shield_intervention_rate": "shield", "reward": "reward",
+}
 
 
 def fmt(value: float | None, key: str = "", ci: float | None = None) -> str:
@@ -51,10 +60,8 @@ def scenario_rows(sc_doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of one scenario's table (means ± 95 % CI)."""
     cols = TABLE_COLUMNS[sc_doc["env_id"]]
     head = cols[0]
-    unit = BY_KEY[head].unit
-    header = ["controller", "kind"] + [f"{c} ({BY_KEY[c].unit})" if BY_KEY[c].unit else c for c in cols]
-    header[2] = f"{head} ({unit})" if unit else head
-    header += [f"{head} vs best", f"{head} vs oracle"]
+    header = ["controller", "kind"] + [SHORT[c] for c in cols]
+    header += [f"{SHORT[head]} / best", f"{SHORT[head]} / oracle"]
     rows = []
     for label, c in sc_doc["controllers"].items():
         m = c["metrics"]
@@ -91,7 +98,8 @@ def terminal_report(doc: dict[str, Any]) -> str:
         parts.append(f"== {name}: {sc['env_id']}, {_window(sc)}, {n} seed{'s' * (n > 1)}, shield {sc['shield']}")
         parts.append(text_table(header, rows))
         parts.append("* best tuned baseline (highest mean reward); ± = 95 % CI over seeds; "
-                     "ratios = mean / the best baseline's or the oracle's mean")
+                     "/ best, / oracle = mean over the best baseline's or the oracle's mean; "
+                     "units and definitions in report.md")
         parts.append("")
     return "\n".join(parts)
 
@@ -147,5 +155,5 @@ def write_markdown(doc: dict[str, Any], path: Path, plots: dict[str, list[str]],
         for p in plots.get(name, []):
             lines += [f"![{Path(p).stem}]({p})", ""]
     lines += ["## Metrics", "", "| metric | unit | meaning | better |", "|---|---|---|---|"]
-    lines += [f"| {m['doc'] and k} | {m['unit']} | {m['doc']} | {m['better']} |" for k, m in doc["metrics"].items()]
+    lines += [f"| {k} | {m['unit']} | {m['doc']} | {m['better']} |" for k, m in doc["metrics"].items()]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
