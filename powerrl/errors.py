@@ -31,6 +31,10 @@ class ConfigError(PowerrlError, ValueError):
         where = f"{source}: " if source else ""
         super().__init__(f"{where}{key_path or '<root>'} = {value!r} is invalid: expected {expected}")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its arguments, so it crosses process boundaries (compare's worker processes).
+        return (type(self), (self.key_path, self.value, self.expected, self.source))
+
 
 class DataFileError(PowerrlError, ValueError):
     """A data file (trace, carbon, weather, SPECpower) cannot be parsed.
@@ -40,6 +44,7 @@ class DataFileError(PowerrlError, ValueError):
 
     def __init__(self, path: str, problem: str, row: int | None = None, column: str | None = None) -> None:
         self.path = path
+        self.problem = problem
         self.row = row
         self.column = column
         loc = path
@@ -48,3 +53,6 @@ class DataFileError(PowerrlError, ValueError):
         if column is not None:
             loc += f", column {column!r}"
         super().__init__(f"{loc}: {problem}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.path, self.problem, self.row, self.column))

@@ -455,7 +455,7 @@ class Schedutil(CpufreqGovernor):
             invariant utilisation); 1.0..4.0.
     """
 
-    param_grid: ClassVar[dict[str, tuple[Any, ...]]] = {"headroom": (1.0, 1.1, 1.25, 1.4, 1.6)}
+    param_grid: ClassVar[dict[str, tuple[Any, ...]]] = {"headroom": (1.0, 1.1, 1.25, 1.4, 1.6, 2.0, 2.5, 3.0, 3.5, 4.0)}
 
     def __init__(self, action_space: spaces.Space, observation_space: spaces.Space | None = None,
                  target: ControlTarget | None = None, headroom: float = SU_HEADROOM) -> None:

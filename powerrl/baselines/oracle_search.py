@@ -96,6 +96,9 @@ class SearchCarbonOracle(Controller):
         from powerrl.envs.shielded import ShieldedVectorEnv
 
         core = env.core
+        if not getattr(core, "shared_arrivals", False) and core.b > 1:
+            raise ValueError("SearchCarbonOracle plans on copy 0's arrivals: "
+                             "run it in an env with shared_arrivals=True")
         seed = env.np_random_seed
         shield = self.target.extras.get("shield") if self.target is not None else None
         self.plans, self.chosen = [], []
@@ -124,7 +127,7 @@ class SearchCarbonOracle(Controller):
                 fac += info["facility_w"]
                 it += info["it_power_w"]
                 left = np.asarray(info["deferred_work"], dtype=np.float64)
-            end_s = float(sim.core.time_s[0]) if steps else float(core.start_s[c])
+            end_s = float(core.start_s[c]) + steps * core.cfg.dt_s  # not sim's clock: it autoreset at the end
             carbon += self._leftover_kg(core, left, fac / np.maximum(it, 1e-9), end_s)
             ok = viol <= viol[0] + 1e-9  # no worse service than never deferring (candidate 0)
             best = int(np.argmin(np.where(ok, carbon, np.inf)))

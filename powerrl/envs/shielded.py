@@ -322,6 +322,9 @@ class ShieldedVectorEnv(VectorWrapper):
         self.shield = self.adapter.shield
         self.watchdog = Watchdog(self.shield_config.watchdog, self.single_space, env.single_observation_space)
         self.counters = ShieldCounters()
+        #: Put ``infos["priority_inversions"]`` (per copy, ClusterBudget-v0) in every step's infos,
+        #: counted before the same-step autoreset clears the shield's last projection (costs O(N) a step).
+        self.record_inversions = False
         self._obs: np.ndarray | None = None
         self._last = np.repeat(self.adapter.initial_action()[None], self.num_envs, axis=0)
 
@@ -365,6 +368,8 @@ class ShieldedVectorEnv(VectorWrapper):
             events["invalid_action"] = n_invalid
         self.counters.add(events, int(changed.sum()), decisions=self.num_envs)
         done = terminated | truncated
+        if self.record_inversions and self.shield.caps:
+            infos["priority_inversions"] = np.array([c.priority_inversions() for c in self.shield.caps], dtype=float)
         self._last = np.array(safe)
         if done.any():
             self._last[done] = self.adapter.initial_action()

@@ -17,7 +17,14 @@ from powerrl.errors import ConfigError
 def _seeds(args: argparse.Namespace) -> list[int]:
     if args.seeds < 1:
         raise ConfigError("--seeds", args.seeds, "an integer >= 1 (seeds per scenario)")
+    if args.seed0 < 0:
+        raise ConfigError("--seed0", args.seed0, "an integer >= 0")
     return list(range(args.seed0, args.seed0 + args.seeds))
+
+
+def _jobs(args: argparse.Namespace) -> None:
+    if args.jobs < 0:
+        raise ConfigError("--jobs", args.jobs, "an integer >= 0 (0 = one process per CPU)")
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -26,11 +33,11 @@ def _command(args: argparse.Namespace) -> str:
 
 def _compare(args: argparse.Namespace) -> int:
     from powerrl.eval import compare, controllers, plots, report
+    from powerrl.eval.runner import preflight
     from powerrl.eval.scenario import resolve_scenarios
 
     seeds = _seeds(args)
-    if args.jobs < 0:
-        raise ConfigError("--jobs", args.jobs, "an integer >= 0 (0 = one process per CPU)")
+    _jobs(args)
     refs = args.controllers or ["all"]
     controllers.check_refs(refs)
     scenarios = resolve_scenarios(args.scenarios or ["default"])  # every file read and checked before any work
@@ -40,7 +47,10 @@ def _compare(args: argparse.Namespace) -> int:
         if not specs[sc.name]:
             raise ConfigError("--controllers", refs, f"at least one controller that drives {sc.env_id} "
                               f"(scenario {sc.name})")
+        preflight(sc, specs[sc.name], str(args.tuned or controllers.SHIPPED_TUNED))
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError("--out", str(out), "a folder (this path is a file)")
     out.mkdir(parents=True, exist_ok=True)
     cells = compare.make_cells(scenarios, specs, seeds)
     t0 = time.monotonic()
@@ -73,6 +83,7 @@ def _tune(args: argparse.Namespace) -> int:
     from powerrl.eval.scenario import load_scenario
 
     seeds = _seeds(args)
+    _jobs(args)
     scenario = load_scenario(args.scenario)
     days = tuple(args.days) if args.days else tune.training_days(scenario)
     overrides = _parse_grid(args.grid)

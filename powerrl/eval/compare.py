@@ -115,19 +115,23 @@ def run_cells(cells: list[Cell], jobs: int = 0, progress: bool = True, label: st
     bar = ProgressBar(sum(c.steps for c in cells), progress, label)
     results: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
     if jobs == 1:
-        global _counter
-        ctx_counter = mp.get_context("spawn").Value("q", 0)
-        _counter = ctx_counter
+        done_steps = 0
         for i, cell in enumerate(cells):
-            name, seed, out = _run_cell(cell)
-            results.setdefault((name, seed), {}).update(out)
-            bar.update(ctx_counter.value, i + 1, len(cells))
-        _counter = None
+
+            def tick(n: int, i: int = i) -> None:
+                nonlocal done_steps
+                done_steps += n
+                bar.update(done_steps, i, len(cells))
+
+            out = run_group(cell.scenario, cell.seed, list(cell.specs), record_series=cell.record_series,
+                            progress=tick)
+            results.setdefault((cell.scenario.name, cell.seed), {}).update(out)
         bar.update(bar.total, len(cells), len(cells), force=True)
         return results
     ctx = mp.get_context("spawn")
     counter = ctx.Value("q", 0)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init, initargs=(counter,)) as pool:
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init, initargs=(counter,))
+    try:
         futures = [pool.submit(_run_cell, c) for c in cells]
         done = 0
         pending = set(futures)
@@ -141,12 +145,20 @@ def run_cells(cells: list[Cell], jobs: int = 0, progress: bool = True, label: st
             bar.update(counter.value, done, len(cells))
             if pending:
                 time.sleep(0.2)
+    except BaseException:
+        # The first failure (or Ctrl-C) stops everything now rather than after every other cell.
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        raise
+    pool.shutdown(wait=True)
     bar.update(bar.total, len(cells), len(cells), force=True)
     return results
 
 
 def _rel(value: float | None, ref: float | None) -> float | None:
-    if value is None or ref is None or ref == 0:
+    """``value / ref``; None where a ratio misleads (a reference <= 0 or a negative value, e.g. rewards)."""
+    if value is None or ref is None or ref <= 0 or value < 0:
         return None
     return value / ref
 
@@ -161,7 +173,8 @@ def assemble(scenarios: list[Scenario], specs_by_scenario: dict[str, list[Contro
         ctrl_docs: dict[str, Any] = {}
         series: dict[str, Any] = {}
         for spec in specs_by_scenario[sc.name]:
-            per_seed = [combine_days(raw[(sc.name, s)][spec.label]["days"]) for s in seeds]
+            per_seed = [combine_days(raw[(sc.name, s)][spec.label]["days"], raw[(sc.name, s)][spec.label]["hists"])
+                        for s in seeds]
             ctrl_docs[spec.label] = {"kind": spec.kind, "ref": spec.ref, "params": spec.params,
                                      "metrics": summarise(per_seed), "per_seed": per_seed}
             first = raw[(sc.name, seeds[0])][spec.label].get("series")

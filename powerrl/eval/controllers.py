@@ -1,9 +1,10 @@
 """Which controllers a comparison runs: names, sets, policy files and tuned parameters.
 
 ``--controllers`` takes registered names (``schedutil``), sets (``all`` = every baseline that drives
-the scenario's env plus the oracle; ``baselines``), and policy files (``policy.onnx`` with its
-``.json`` metadata beside it). Baselines run with their tuned parameters when the tuned file has
-an entry for the env (``powerrl tune-baseline``), so a comparison never quotes a weak default.
+the scenario's env, the oracle and the shipped trained policies for it; ``baselines``), and policy
+files (``policy.onnx`` with its ``.json`` metadata beside it). Baselines run with their tuned
+parameters when the tuned file has an entry for the env (``powerrl tune-baseline``), so a
+comparison never quotes a weak default.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from powerrl.errors import ConfigError
 from powerrl.eval.runner import ControllerSpec
 
 SETS = ("all", "baselines")
+#: Trained policies shipped with the package (``powerrl/data/policies/<env>.onnx`` + ``.json``), part of ``all``.
+SHIPPED_POLICIES = Path(__file__).resolve().parent.parent / "data" / "policies"
 POLICY_SUFFIXES = (".onnx",)
 
 
@@ -59,6 +62,8 @@ def controllers_for(env_id: str, refs: list[str], tuned: dict[str, dict[str, Any
                 k = kind_of(n)
                 if k == "baseline" or (ref == "all" and k == "oracle"):
                     names.append(n)
+            if ref == "all":
+                policies.extend(str(p) for p in sorted(SHIPPED_POLICIES.glob("*.onnx")))
         elif _is_policy(ref):
             policies.append(ref)
         else:
@@ -78,8 +83,26 @@ def controllers_for(env_id: str, refs: list[str], tuned: dict[str, dict[str, Any
         elif not untuned and n in tuned.get(env_id, {}):
             p = dict(tuned[env_id][n].get("params", {}))
         specs.append(ControllerSpec(ref=n, params=p, label=n, kind=kind_of(n)))
+    labels = {s.label for s in specs}
+    seen_paths: set[Path] = set()
     for path in policies:
-        spec = ControllerSpec(ref=path, label=Path(path).stem, kind="policy")
+        resolved = Path(path).resolve()
+        if resolved in seen_paths:
+            continue
+        seen_paths.add(resolved)
+        label = Path(path).stem
+        if label in labels:  # a registered name or another policy's stem: say it is a policy
+            label = f"policy:{label}"
+        if label in labels:
+            label = str(path)
+        spec = ControllerSpec(ref=path, label=label, kind="policy")
         if spec.drives(env_id):
             specs.append(spec)
+            labels.add(label)
+    if env_id == "powerrl/Datacenter-v0":
+        # The Datacenter oracle searches over the baselines actually compared (with their parameters),
+        # so it stays no worse than each of them whatever --tuned / --untuned says.
+        run = {s.ref: s.params for s in specs if s.kind == "baseline"}
+        specs = [ControllerSpec(s.ref, {"tuned": run, **s.params}, s.label, s.kind)
+                 if s.kind == "oracle" and run and "tuned" not in s.params else s for s in specs]
     return specs

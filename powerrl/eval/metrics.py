@@ -156,7 +156,12 @@ class MetricAccumulator:
             t_ep = buf["step"] * dt
             if self.events:
                 ambient = ambient + scenario_events.ambient_offset_c(self.events, t_ep[:, 0])[:, None]
-            supply = buf["inlet"] - RECIRC_BASE_C
+            # The CRAC setpoint behind the inlet: event offsets (heat wave, cooling failure) raise the
+            # inlet, not the setpoint, so they must not be read as a warmer (more efficient) CRAC.
+            inlet = buf["inlet"]
+            if self.events:
+                inlet = inlet - scenario_events.inlet_offset_c(self.events, t_ep[:, 0])[:, None]
+            supply = inlet - RECIRC_BASE_C
             cooling_w = sources.cooling_power_w(it_w, supply, ambient)
             if self.events:
                 cooling_w = np.where(scenario_events.cooling_down(self.events, t_ep[:, 0])[:, None], 0.0, cooling_w)
@@ -201,6 +206,11 @@ class MetricAccumulator:
             self.cool_j[i] += fac_j - it_j[i]
             self.carbon[i] += fac_j / 3.6e6 * intensity / 1000.0
 
+    def histograms(self) -> list[list[int]]:
+        """Per-copy latency histograms over :data:`LAT_EDGES_MS` (for combining days exactly)."""
+        self.flush()
+        return [h.tolist() for h in self.lat_hist]
+
     def result(self) -> list[dict[str, float | None]]:
         """Metrics of each copy (None where a metric does not apply to the env)."""
         self.flush()
@@ -211,9 +221,7 @@ class MetricAccumulator:
         for i in range(self.b):
             it_kwh = self.it_j[i] / 3.6e6
             cool_kwh = self.cool_j[i] / 3.6e6
-            cum = np.cumsum(self.lat_hist[i])
-            k = int(np.searchsorted(cum, 0.99 * cum[-1]))
-            p99 = float(LAT_EDGES_MS[min(k, len(LAT_EDGES_MS) - 1)])
+            p99 = p99_from_histogram(self.lat_hist[i])
             m: dict[str, float | None] = {
                 "energy_kwh": it_kwh + cool_kwh, "energy_it_kwh": it_kwh, "energy_cooling_kwh": cool_kwh,
                 "pue": (it_kwh + cool_kwh) / it_kwh if it_kwh > 0 else None,
@@ -232,8 +240,22 @@ class MetricAccumulator:
         return out
 
 
-def combine_days(per_day: list[dict[str, float | None]]) -> dict[str, float | None]:
-    """One seed's metrics over several day-episodes: sums of extensive metrics, means/maxima of the rest."""
+def p99_from_histogram(hist: np.ndarray) -> float:
+    """The 99th percentile (upper bin edge, ms) of a latency histogram over :data:`LAT_EDGES_MS`."""
+    cum = np.cumsum(hist)
+    if cum[-1] <= 0:
+        return float("nan")
+    k = int(np.searchsorted(cum, 0.99 * cum[-1]))
+    return float(LAT_EDGES_MS[min(k, len(LAT_EDGES_MS) - 1)])
+
+
+def combine_days(per_day: list[dict[str, float | None]], histograms: list[list[int]] | None = None
+                 ) -> dict[str, float | None]:
+    """One seed's metrics over several day-episodes: sums of extensive metrics, means/maxima of the rest.
+
+    Ratios are recomputed from the sums (PUE, perf per watt) and, given the days' latency
+    ``histograms``, the p99 is taken over every step of every day (not a mean of daily p99s).
+    """
     out: dict[str, float | None] = {}
     for key in METRIC_KEYS:
         vals = [float(v) for d in per_day if (v := d.get(key)) is not None]
@@ -249,6 +271,10 @@ def combine_days(per_day: list[dict[str, float | None]]) -> dict[str, float | No
     it = out.get("energy_it_kwh")
     if it:
         out["pue"] = float(out["energy_kwh"] or 0.0) / it
+        if out.get("work_done") is not None:
+            out["perf_per_watt"] = float(out["work_done"] or 0.0) / (it * 3600.0)  # kWh -> kJ
+    if histograms:
+        out["p99_latency_ms"] = p99_from_histogram(np.sum(np.asarray(histograms), axis=0))
     return out
 
 

@@ -71,6 +71,32 @@ class ControllerSpec:
         return make_controller(self.ref, action_space, observation_space, target=target, **self.params)
 
 
+def preflight(scenario: Scenario, specs: list[ControllerSpec], tuned_source: str | None = None) -> None:
+    """Build the scenario's env, shield and every controller once, so bad input fails before any work.
+
+    Raises:
+        ConfigError: naming the scenario file (shield, env) or the tuned-parameter file (parameters).
+    """
+    labels = [s.label for s in specs]
+    dup = sorted({x for x in labels if labels.count(x) > 1})
+    if dup:
+        raise ConfigError("--controllers", dup, "each controller once (two specs share a label)", scenario.source)
+    try:
+        venv = VECTOR_ENVS[scenario.env_id](1, shared_arrivals=True, **scenario.env_kwargs())
+        senv = ShieldedVectorEnv(venv, scenario.shield)
+    except PowerrlError as exc:
+        raise ConfigError("env_config/shield", scenario.shield_name, f"an env and shield that fit together ({exc})",
+                          scenario.source) from None
+    target = control_target(venv, scenario.shield)
+    for spec in specs:
+        try:
+            spec.build(venv.single_action_space, venv.single_observation_space, target)
+        except PowerrlError as exc:
+            src = tuned_source if spec.params and spec.kind == "baseline" else scenario.source
+            raise ConfigError(f"controller {spec.label}", spec.params, f"parameters it accepts ({exc})", src) from None
+    senv.close()
+
+
 def thermal_trips_c(scenario: Scenario) -> tuple[float, float]:
     """The shield's first passive and first hot trip temperatures of the package zone, degC."""
     zones = scenario.shield.zones
@@ -117,13 +143,14 @@ def run_group(scenario: Scenario, seed: int, specs: list[ControllerSpec], record
               progress: Callable[[int], None] | None = None) -> dict[str, dict[str, Any]]:
     """Run ``specs`` (one env copy each) through every day of ``scenario`` with run seed ``seed``.
 
-    Returns ``{label: {"days": [metrics per day], "series": {...} or None}}``; the series (bucket
-    means of the first day) only with ``record_series``. ``progress(n)`` is called with the number
-    of env steps done since its last call.
+    Returns ``{label: {"days": [metrics per day], "hists": [latency histogram per day], "series":
+    {...} or None}}``; the series (bucket means of the first day) only with ``record_series``.
+    ``progress(n)`` is called with the number of env steps done since its last call.
     """
     n = len(specs)
     venv = VECTOR_ENVS[scenario.env_id](n, shared_arrivals=True, **scenario.env_kwargs())
     senv = ShieldedVectorEnv(venv, scenario.shield)
+    senv.record_inversions = True
     target = control_target(venv, scenario.shield)
     ctrls = []
     for spec in specs:
@@ -142,7 +169,7 @@ def run_group(scenario: Scenario, seed: int, specs: list[ControllerSpec], record
     f_max = float(freqs[-1])
     caps = senv.shield.caps if scenario.env_id == "powerrl/ClusterBudget-v0" else []
     steps = scenario.steps_per_episode
-    out: dict[str, dict[str, Any]] = {s.label: {"days": [], "series": None} for s in specs}
+    out: dict[str, dict[str, Any]] = {s.label: {"days": [], "hists": [], "series": None} for s in specs}
     space = venv.single_action_space
     actions = np.zeros((n, *space.shape), dtype=space.dtype)
     for d_idx, day in enumerate(scenario.days):
@@ -170,7 +197,7 @@ def run_group(scenario: Scenario, seed: int, specs: list[ControllerSpec], record
             obs, reward, _, _, infos = senv.step(actions)
             intervened = infos["shield_intervened"]
             raw_reward = reward + penalty * intervened
-            inv = np.array([c.priority_inversions() for c in caps], dtype=np.float64) if caps else None
+            inv = infos.get("priority_inversions") if caps else None
             acc.add(t_s, step, raw_reward, infos, intervened, inv)
             if series is not None:
                 row = int(core.trace.rows_at(t_s[:1])[0])
@@ -188,8 +215,9 @@ def run_group(scenario: Scenario, seed: int, specs: list[ControllerSpec], record
                 done_since = 0
         if progress is not None and done_since:
             progress(done_since)
-        for i, m in enumerate(acc.result()):
+        for i, (m, h) in enumerate(zip(acc.result(), acc.histograms(), strict=True)):
             out[specs[i].label]["days"].append(m)
+            out[specs[i].label]["hists"].append(h)
             if series is not None:
                 out[specs[i].label]["series"] = series.result(i)
     senv.close()

@@ -23,6 +23,8 @@ fails before any simulation starts, naming the key and the file.
 from __future__ import annotations
 
 import dataclasses
+import filecmp
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from powerrl.envs.events import EventSpec
 from powerrl.envs.sources import site_series, trace_arrays
 from powerrl.errors import ConfigError, PowerrlError
 from powerrl.model.carbon import CarbonSpec
+from powerrl.model.profiles import get_profile
 from powerrl.model.weather import WeatherSpec
 from powerrl.model.workload import TraceSpec
 from powerrl.shield.config import ShieldConfig, resolve_shield_config
@@ -115,6 +118,8 @@ def _check_days(days: tuple[int, ...], cfg: Any, start_h: float, duration_h: flo
     n_days = len(tr.trace.day_numbers("all"))
     if not days:
         raise ConfigError(key, list(days), "at least one trace day", source)
+    if len(set(days)) != len(days):
+        raise ConfigError(key, list(days), "each day once", source)
     for i, d in enumerate(days):
         if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= n_days:
             raise ConfigError(f"{key}[{i}]", d, f"a trace day in [1, {n_days}]", source)
@@ -160,7 +165,12 @@ def scenario_from_dict(data: Any, name: str, source: str = "<mapping>") -> Scena
         over["weather"] = None if weather is None else to_dict(weather)
     over["events"] = [to_dict(e) for e in events_t]
     cfg = make_config(env_id, over, source=source)
-    start_h = _number(raw, "start_h", 0.0, 0.0, 24.0, source)
+    try:
+        get_profile(cfg.profile)
+    except PowerrlError as exc:
+        raise ConfigError("env_config.profile", cfg.profile, f"a shipped profile name or profile YAML ({exc})",
+                          source) from None
+    start_h = _number(raw, "start_h", 0.0, 0.0, 24.0, source, hi_open=True)
     duration_h = _number(raw, "duration_h", 24.0, 0.0, 28 * 24.0, source, lo_open=True)
     if duration_h * 3600.0 < cfg.dt_s:
         raise ConfigError("duration_h", duration_h, f"at least one control period (dt_s = {cfg.dt_s:g} s)", source)
@@ -193,11 +203,12 @@ def scenario_from_dict(data: Any, name: str, source: str = "<mapping>") -> Scena
 
 
 def _number(raw: dict[str, Any], key: str, default: float, lo: float, hi: float, source: str,
-            lo_open: bool = False) -> float:
+            lo_open: bool = False, hi_open: bool = False) -> float:
     v = raw.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, int | float) or (v <= lo if lo_open else v < lo) or v > hi:
-        left = "(" if lo_open else "["
-        raise ConfigError(key, v, f"a number in {left}{lo:g}, {hi:g}] h", source)
+    if (isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v)
+            or (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi)):
+        left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+        raise ConfigError(key, v, f"a number in {left}{lo:g}, {hi:g}{right} h", source)
     return float(v)
 
 
@@ -227,11 +238,15 @@ def resolve_scenarios(refs: list[str] | tuple[str, ...]) -> list[Scenario]:
     for ref in refs:
         names.extend(SCENARIO_SETS.get(ref, (ref,)))
     out: list[Scenario] = []
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     for n in names:
         sc = load_scenario(n)
+        where = str(Path(sc.source).resolve())
         if sc.name in seen:
-            continue
-        seen.add(sc.name)
+            if seen[sc.name] == where or filecmp.cmp(seen[sc.name], where, shallow=False):
+                continue  # the same scenario twice (a set and its member, or a copy of a shipped file)
+            raise ConfigError("--scenarios", n, f"scenarios with distinct names ({sc.name!r} is also {seen[sc.name]}; "
+                              "results are keyed by name: rename one file)")
+        seen[sc.name] = where
         out.append(sc)
     return out

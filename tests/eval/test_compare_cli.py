@@ -79,3 +79,48 @@ def test_help_explains_commands(capsys):
     with pytest.raises(SystemExit):
         main(["compare", "--help"])
     assert "--scenarios" in capsys.readouterr().out
+
+
+def test_bad_tuned_parameters_fail_before_any_output_naming_the_file(scenario_file, tmp_path, capsys):
+    a = scenario_file(TINY, "a.yaml")
+    tuned = tmp_path / "tuned.yaml"
+    tuned.write_text("powerrl/NodeDVFS-v0:\n  ondemand:\n    params: {up_threshold: 500}\n")
+    out = tmp_path / "never"
+    code, _, err = _run(["compare", "--scenarios", str(a), "--controllers", "ondemand", "--tuned", str(tuned),
+                         "--out", str(out), "--quiet"], capsys)
+    assert code == 2 and "up_threshold" in err and str(tuned) in err and "Traceback" not in err
+    assert not out.exists()
+    tuned.write_text("powerrl/NodeDVFS-v0:\n  ondemand: 5\n")
+    code, _, err = _run(["compare", "--scenarios", str(a), "--tuned", str(tuned), "--out", str(out)], capsys)
+    assert code == 2 and "params" in err
+
+
+def test_worker_errors_reach_the_user_as_one_line(scenario_file, tmp_path, capsys):
+    import pickle
+
+    from powerrl.errors import ConfigError, DataFileError
+
+    for e in (ConfigError("k", 1, "x", "f.yaml"), DataFileError("p.csv", "bad", 3, "c")):
+        assert str(pickle.loads(pickle.dumps(e))) == str(e)
+
+
+def test_policy_labels_never_merge_with_baselines(tmp_path):
+    from powerrl.eval.controllers import controllers_for
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for d in ("a", "b"):
+        (tmp_path / d / "performance.onnx").write_bytes(b"")
+        (tmp_path / d / "performance.json").write_text('{"env_id": "powerrl/NodeDVFS-v0", "observation_dim": 18}')
+    refs = ["performance", str(tmp_path / "a" / "performance.onnx"), str(tmp_path / "b" / "performance.onnx"),
+            str(tmp_path / "a" / "performance.onnx")]
+    labels = [s.label for s in controllers_for("powerrl/NodeDVFS-v0", refs, {})]
+    assert len(labels) == len(set(labels)) == 3
+
+
+@pytest.mark.parametrize("body, key", [("start_h: 24\n", "start_h"), ("start_h: .nan\n", "start_h"),
+                                       ("days: [22, 22]\n", "days"), ("env_config: {profile: nosuch}\n", "profile")])
+def test_more_bad_scenarios(scenario_file, tmp_path, capsys, body, key):
+    a = scenario_file("env: powerrl/NodeDVFS-v0\n" + body, "a.yaml")
+    code, _, err = _run(["compare", "--scenarios", str(a), "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and key in err and "Traceback" not in err

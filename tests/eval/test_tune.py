@@ -11,7 +11,7 @@ TINY = "env: powerrl/NodeDVFS-v0\ndays: [22]\nstart_h: 10\nduration_h: 0.01\n"
 
 
 def test_grid_points_and_overrides():
-    assert len(tune.grid_points("schedutil")) == 5
+    assert len(tune.grid_points("schedutil")) == 10
     pts = tune.grid_points("ondemand", {"up_threshold": [70, 90], "sampling_down_factor": [1],
                                         "powersave_bias": [0]})
     assert pts == [{"up_threshold": 70, "sampling_down_factor": 1, "powersave_bias": 0},
