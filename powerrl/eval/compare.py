@@ -16,6 +16,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+from scipy import stats
+
 from powerrl.eval.metrics import BY_KEY, METRIC_KEYS, combine_days, summarise
 from powerrl.eval.runner import ControllerSpec, run_group
 from powerrl.eval.scenario import Scenario
@@ -163,6 +166,28 @@ def _rel(value: float | None, ref: float | None) -> float | None:
     return value / ref
 
 
+def _paired_ratio(values: list[dict[str, Any]], refs: list[dict[str, Any]], key: str
+                  ) -> tuple[float | None, float | None]:
+    """Mean over seeds of ``value / reference`` on the same seed (paired: same arrivals), and its 95 % CI.
+
+    Pairing removes the seed-to-seed load variation that dominates the CI of each mean, so small
+    differences between controllers are resolved. None where a ratio misleads (:func:`_rel`).
+    """
+    ratios = []
+    for v, r in zip(values, refs, strict=True):
+        q = _rel(v.get(key), r.get(key))
+        if q is None:
+            return None, None
+        ratios.append(q)
+    return float(np.mean(ratios)), _ci95(np.asarray(ratios))
+
+
+def _ci95(x: np.ndarray) -> float | None:
+    if x.size < 2:
+        return None
+    return float(stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
+
+
 def assemble(scenarios: list[Scenario], specs_by_scenario: dict[str, list[ControllerSpec]], seeds: list[int],
              raw: dict[tuple[str, int], dict[str, dict[str, Any]]]) -> dict[str, Any]:
     """The results document: per scenario and controller, metrics over seeds, relative to the best baseline/oracle."""
@@ -186,8 +211,9 @@ def assemble(scenarios: list[Scenario], specs_by_scenario: dict[str, list[Contro
         for v in ctrl_docs.values():
             for key in METRIC_KEYS:
                 m = v["metrics"][key]
-                m["rel_best"] = _rel(m["mean"], ctrl_docs[best]["metrics"][key]["mean"]) if best else None
-                m["rel_oracle"] = _rel(m["mean"], ctrl_docs[oracle]["metrics"][key]["mean"]) if oracle else None
+                for name, ref in (("best", best), ("oracle", oracle)):
+                    m[f"rel_{name}"], m[f"rel_{name}_ci95"] = (
+                        _paired_ratio(v["per_seed"], ctrl_docs[ref]["per_seed"], key) if ref else (None, None))
         doc["scenarios"][sc.name] = {
             "env_id": sc.env_id, "description": sc.description, "days": list(sc.days), "start_h": sc.start_h,
             "duration_h": sc.duration_h, "dt_s": sc.dt_s, "shield": sc.shield_name, "source": sc.source,

@@ -52,8 +52,10 @@ def _num(v: float) -> str:
     return f"{v:.2e}"
 
 
-def _ratio(r: float | None) -> str:
-    return "n/a" if r is None else f"{r:.3f}"
+def _ratio(r: float | None, ci: float | None = None) -> str:
+    if r is None:
+        return "n/a"
+    return f"{r:.3f}" + ("" if ci is None else f" ±{ci:.3f}")
 
 
 def scenario_rows(sc_doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -67,7 +69,8 @@ def scenario_rows(sc_doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         m = c["metrics"]
         kind = c["kind"] + (" *" if label == sc_doc.get("best_baseline") else "")
         row = [label, kind] + [fmt(m[k]["mean"], k, m[k]["ci95"]) for k in cols]
-        row += [_ratio(m[head]["rel_best"]), _ratio(m[head]["rel_oracle"])]
+        row += [_ratio(m[head]["rel_best"], m[head].get("rel_best_ci95")),
+                _ratio(m[head]["rel_oracle"], m[head].get("rel_oracle_ci95"))]
         rows.append(row)
     return header, rows
 
@@ -98,8 +101,8 @@ def terminal_report(doc: dict[str, Any]) -> str:
         parts.append(f"== {name}: {sc['env_id']}, {_window(sc)}, {n} seed{'s' * (n > 1)}, shield {sc['shield']}")
         parts.append(text_table(header, rows))
         parts.append("* best tuned baseline (highest mean reward); ± = 95 % CI over seeds; "
-                     "/ best, / oracle = mean over the best baseline's or the oracle's mean; "
-                     "units and definitions in report.md")
+                     "/ best, / oracle = mean over seeds of the ratio to the best baseline or the oracle on "
+                     "the same seed (paired); units and definitions in report.md")
         parts.append("")
     return "\n".join(parts)
 
@@ -126,7 +129,7 @@ def write_csv(doc: dict[str, Any], path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["scenario", "env_id", "controller", "kind", "metric", "unit", "mean", "ci95", "n_seeds",
-                    "rel_best", "rel_oracle"])
+                    "rel_best", "rel_best_ci95", "rel_oracle", "rel_oracle_ci95"])
         for name, sc in doc["scenarios"].items():
             for label, c in sc["controllers"].items():
                 for key in METRIC_KEYS:
@@ -134,8 +137,12 @@ def write_csv(doc: dict[str, Any], path: Path) -> None:
                     w.writerow([name, sc["env_id"], label, c["kind"], key, BY_KEY[key].unit,
                                 "" if m["mean"] is None else repr(float(m["mean"])),
                                 "" if m["ci95"] is None else repr(float(m["ci95"])), m["n"],
-                                "" if m["rel_best"] is None else repr(float(m["rel_best"])),
-                                "" if m["rel_oracle"] is None else repr(float(m["rel_oracle"]))])
+                                *(_cell(m.get(k)) for k in ("rel_best", "rel_best_ci95", "rel_oracle",
+                                                            "rel_oracle_ci95"))])
+
+
+def _cell(v: float | None) -> str:
+    return "" if v is None else repr(float(v))
 
 
 def write_markdown(doc: dict[str, Any], path: Path, plots: dict[str, list[str]], command: str) -> None:
@@ -144,8 +151,8 @@ def write_markdown(doc: dict[str, Any], path: Path, plots: dict[str, list[str]],
     lines = ["# powerrl compare report", "", f"Command: `{command}`", "",
              f"Seeds: {', '.join(map(str, doc['seeds']))} ({n}); means ± 95 % CI (Student t over seeds). "
              "Every controller ran behind the shield on identical arrivals (common random numbers). "
-             "`*` marks the best tuned baseline (highest mean env reward); ratios divide by its mean or the "
-             "oracle's.", ""]
+             "`*` marks the best tuned baseline (highest mean env reward); `/ best` and `/ oracle` are the "
+             "mean over seeds of the ratio to it or to the oracle on the same seed (paired), ± 95 % CI.", ""]
     for name, sc in doc["scenarios"].items():
         header, rows = scenario_rows(sc)
         lines += [f"## {name}", "", f"{sc['description']} ({sc['env_id']}, {_window(sc)}).", "",

@@ -107,3 +107,24 @@ def test_days_combine_from_histograms_not_means():
     assert c["p99_latency_ms"] == LAT_EDGES_MS[10]  # 5 slow steps of 1,005 are under 1 %
     assert c["perf_per_watt"] == pytest.approx(200.0 / (11.0 * 3600.0))
     assert c["pue"] == pytest.approx(13.2 / 11.0)
+
+
+def test_assemble_pairs_ratios_by_seed_and_picks_the_best_baseline(tiny):
+    from powerrl.eval.compare import assemble
+    from powerrl.eval.metrics import METRIC_KEYS
+
+    def day(energy, reward):
+        d = {k: 1.0 for k in METRIC_KEYS}
+        d.update(energy_kwh=energy, energy_it_kwh=energy / 1.2, reward=reward)
+        return {"days": [d], "hists": [], "series": None}
+
+    specs = [ControllerSpec("performance", label="a"), ControllerSpec("powersave", label="b"),
+             ControllerSpec("oracle", label="o", kind="oracle")]
+    raw = {(tiny.name, s): {"a": day(2.0 * (s + 1), -0.5), "b": day(1.0 * (s + 1), -0.4),
+                            "o": day(0.5 * (s + 1), -0.1)} for s in (0, 1, 2)}
+    doc = assemble([tiny], {tiny.name: specs}, [0, 1, 2], raw)["scenarios"][tiny.name]
+    assert doc["best_baseline"] == "b" and doc["oracle"] == "o"
+    a = doc["controllers"]["a"]["metrics"]["energy_kwh"]
+    assert a["rel_best"] == pytest.approx(2.0) and a["rel_best_ci95"] == pytest.approx(0.0, abs=1e-12)
+    assert a["rel_oracle"] == pytest.approx(4.0)
+    assert doc["controllers"]["a"]["metrics"]["reward"]["rel_best"] is None  # negative: no ratio
