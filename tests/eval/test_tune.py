@@ -48,3 +48,25 @@ def test_tuning_on_held_out_days_is_refused(scenario_file):
 def test_training_days_default_to_the_last_three():
     sc = load_scenario("nodedvfs-day22")
     assert tune.training_days(sc) == (19, 20, 21)
+
+
+def test_shipped_tuned_parameters_are_valid_and_from_training_days():
+    import gymnasium as gym
+
+    import powerrl  # noqa: F401
+    from powerrl.baselines.tuned import SHIPPED_TUNED
+    from powerrl.control import make_controller
+    from powerrl.envs.sources import trace_arrays
+    from powerrl.envs.target import control_target
+
+    tuned = load_tuned(SHIPPED_TUNED)
+    assert set(tuned) == {"powerrl/NodeDVFS-v0", "powerrl/ClusterBudget-v0", "powerrl/Datacenter-v0"}
+    held = set(trace_arrays(None).trace.day_numbers("heldout"))
+    for env_id, entries in tuned.items():
+        env = gym.make(env_id)
+        target = control_target(env)
+        for name, entry in entries.items():
+            assert not set(entry["days"]) & held, (env_id, name)
+            assert entry["command"].startswith("powerrl tune-baseline") and name in entry["command"]
+            assert entry["reward"] >= entry["default_reward"] - 1e-9 or entry.get("shield_intervention_rate", 0) <= 0.01
+            make_controller(name, env.action_space, env.observation_space, target=target, **entry["params"])
