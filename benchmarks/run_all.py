@@ -27,6 +27,7 @@ QUICK: list[list[str]] = [
     ["shield_cost.py"],
     ["shield_budget.py"],
     ["shield_fuzz.py", "--scale", "0.1"],
+    ["compare_headroom.py"],
 ]
 FULL: list[list[str]] = [
     ["datacenter_week.py"],

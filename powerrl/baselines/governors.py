@@ -428,12 +428,17 @@ class Conservative(CpufreqGovernor):
         changed = raise_ | lower
         if not changed.any():  # the common case: load between the thresholds, or already at the bound
             return cur if ceiling is None else np.minimum(cur, ceiling)
-        req_down = req - self._step
-        if self._may_underflow:
-            req_down = np.where(req > self._step, req_down, f[0])
+        step: float | np.ndarray = self._step
+        if ceiling is not None:
+            # get_freq_step scales with policy->max, i.e. the cooling device's ceiling when one is set.
+            step_khz = np.floor(np.round(f_max * 1000.0) * self.freq_step / 100.0)
+            step = np.where(step_khz > 0, step_khz, CS_FREQ_STEP) / 1000.0
+        req_down = req - step
+        if self._may_underflow or ceiling is not None:
+            req_down = np.where(req > step, req_down, f[0])
         # One target per domain (raise and lower exclusive); the stored request is not clamped to f_min,
         # the frequency is (__cpufreq_driver_target clamps to [policy->min, policy->max]).
-        new_req = np.where(raise_, np.minimum(req + self._step, f_max), req_down)
+        new_req = np.where(raise_, np.minimum(req + step, f_max), req_down)
         self._req = np.where(changed, new_req, req)
         t = np.maximum(new_req, f[0])
         out = np.where(raise_, self._hedges.searchsorted(t, "right"),

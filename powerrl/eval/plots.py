@@ -25,15 +25,21 @@ def plot_scenario(name: str, sc: dict[str, Any], out_dir: Path) -> list[str]:
     plt = _plt()
     files = []
     series = sc.get("series") or {}
+    day = sc["days"][0]
+    xlabel = f"hour of day {day} (trace local time)"
+
+    def hours(s: dict[str, Any]) -> list[float]:
+        return [t - 24.0 * (day - 1) for t in s["time_h"]]
+
     if series:
         fig, axes = plt.subplots(3, 1, figsize=(10, 8), sharex=True)
         for label, s in series.items():
             for ax, key in zip(axes, ("power_w", "temp_c", "freq_mhz"), strict=True):
-                ax.plot(s["time_h"], s[key], label=label, linewidth=1)
+                ax.plot(hours(s), s[key], label=label, linewidth=1)
         axes[0].set_ylabel("IT power (W)")
         axes[1].set_ylabel("hottest die (degC)")
         axes[2].set_ylabel("mean frequency (MHz)")
-        axes[2].set_xlabel("trace time (h since day 1 00:00)")
+        axes[2].set_xlabel(xlabel)
         axes[0].legend(fontsize=7, ncol=4)
         axes[0].set_title(f"{name}: power, temperature and frequency (first seed, first day)")
         fig.tight_layout()
@@ -60,13 +66,13 @@ def plot_scenario(name: str, sc: dict[str, Any], out_dir: Path) -> list[str]:
     if series:
         fig, ax = plt.subplots(figsize=(10, 4))
         first = next(iter(series.values()))
-        ax.plot(first["time_h"], first["carbon_g_per_kwh"], color="k", linewidth=1.5, label="grid intensity")
+        ax.plot(hours(first), first["carbon_g_per_kwh"], color="k", linewidth=1.5, label="grid intensity")
         ax.set_ylabel("grid intensity (gCO2/kWh)")
-        ax.set_xlabel("trace time (h since day 1 00:00)")
+        ax.set_xlabel(xlabel)
         ax2 = ax.twinx()
         for label, s in series.items():
             rate = [p * ci / 1000.0 for p, ci in zip(s["power_w"], s["carbon_g_per_kwh"], strict=True)]
-            ax2.plot(s["time_h"], rate, linewidth=1, label=label)
+            ax2.plot(hours(s), rate, linewidth=1, label=label)
         ax2.set_ylabel("IT emissions rate (gCO2/h)")
         ax2.legend(fontsize=7, ncol=4, loc="upper right")
         ax.set_title(f"{name}: carbon vs intensity (first seed, first day)")

@@ -273,3 +273,15 @@ def test_shielded_episodes(env, target):
     assert energy["powersave"] < energy["performance"]
     for name in ("ondemand", "conservative", "schedutil"):
         assert energy["powersave"] <= energy[name] <= energy["performance"], (name, energy)
+
+
+def test_conservative_step_follows_the_thermal_ceiling(env, target):
+    # get_freq_step: freq_step % of policy->max, which a cooling device lowers (kernel cs_dbs_update).
+    cs = make("conservative", env, target, freq_step=20)
+    cs.reset(batch=1)
+    obs = np.zeros((1, 18), dtype=np.float32)
+    obs[0, 0] = obs[0, 8] = 1.0  # fully busy: step up
+    obs[0, 3] = obs[0, 11] = 0.0  # at 1500 MHz
+    ceiling = np.array([[5, 5]])  # 2000 MHz
+    out = cs.decide(obs, ceiling)
+    assert out.tolist() == [[4, 4]]  # 1500 + 20 % of 2000 = 1900 MHz (the hardware f_max would give 2000)
