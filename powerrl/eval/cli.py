@@ -100,8 +100,17 @@ def _tune(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``compare`` and ``tune-baseline``."""
+    import powerrl.baselines  # noqa: F401 - registers the controllers listed below
+    from powerrl.control import controller_names
+    from powerrl.eval.scenario import SCENARIO_SETS, shipped_scenarios
+
+    epilog = ("Shipped scenarios: " + ", ".join(shipped_scenarios()) + ". Sets: "
+              + "; ".join(f"{k} = {' '.join(v)}" for k, v in SCENARIO_SETS.items())
+              + ". Registered controllers: " + ", ".join(controller_names())
+              + " (docs/baselines.md).")
     p = subparsers.add_parser(
         "compare", help="compare controllers (baselines, oracle, policy files) on held-out real-trace scenarios",
+        epilog=epilog,
         description="Run every controller through every scenario behind the safety shield, on identical arrivals, "
                     "over several seeds in parallel processes; print the table and write results.json, results.csv, "
                     "report.md and PNG plots. Baselines use their tuned parameters (powerrl tune-baseline).")
