@@ -159,6 +159,10 @@ def write_markdown(doc: dict[str, Any], path: Path, plots: dict[str, list[str]],
                   "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         lines.append("")
+        params = [f"`{label}` {c['params']}" for label, c in sc["controllers"].items()
+                  if c["kind"] == "baseline" and c["params"]]
+        if params:
+            lines += ["Parameters (tuned on training days unless --untuned): " + "; ".join(params) + ".", ""]
         for p in plots.get(name, []):
             lines += [f"![{Path(p).stem}]({p})", ""]
     lines += ["## Metrics", "", "| metric | unit | meaning | better |", "|---|---|---|---|"]
