@@ -3,9 +3,9 @@
 :class:`CarbonOracle` shifts batch work like :class:`powerrl.baselines.carbon.CarbonForecast` but
 reads the *recorded* intensity of the coming steps (``target.carbon_actual``, never deployable)
 and uses no margin. It is a reference for what carbon-aware deferral can reach on a held-out
-day (not a proven bound: see below). It is not registered itself: the registered ``oracle``
-dispatcher (:mod:`powerrl.baselines.oracle`) builds it as
-``CarbonOracle(action_space, observation_space, target=target)``.
+day (not a proven bound: see below). It is not registered itself: it is one of the candidates of
+:class:`powerrl.baselines.oracle_search.SearchCarbonOracle`, which the registered ``oracle`` uses
+on Datacenter-v0.
 
 What it guarantees, and what not:
 
@@ -65,7 +65,7 @@ class CarbonOracle(DeferralBaseline):
     """
 
     clairvoyant = True
-    config_name = "oracle"  # built by the registered ``oracle`` dispatcher (powerrl.baselines.oracle)
+    config_name = "oracle"  # a candidate of the registered ``oracle`` on Datacenter-v0 (oracle_search.py)
 
     def __init__(self, action_space: spaces.Space, observation_space: spaces.Space | None = None,
                  target: ControlTarget | None = None, supply_c: float = DEFAULT_SUPPLY_C,

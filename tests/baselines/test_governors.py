@@ -2,46 +2,21 @@
 
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 import pytest
 
 import powerrl  # noqa: F401 - registers the envs
 import powerrl.baselines.governors as gov
-from powerrl.control import make_controller
 from powerrl.envs.shielded import ShieldedEnv
-from powerrl.envs.target import control_target
 from powerrl.errors import ConfigError
 
 GOVERNORS = ("performance", "powersave", "userspace", "ondemand", "conservative", "schedutil")
-HELDOUT_2PM_S = 21 * 86400 + 14 * 3600  # day 22 (first held-out day), 14:00
-
-
-@pytest.fixture(scope="module")
-def env():
-    e = gym.make("powerrl/NodeDVFS-v0", split="heldout", episode_s=30)
-    yield e
-    e.close()
-
-
-@pytest.fixture(scope="module")
-def target(env):
-    return control_target(env)
-
-
-def make(name, env, target, **params):
-    return make_controller(name, env.action_space, env.observation_space, target=target, **params)
+from _governor_helpers import HELDOUT_2PM_S, make, observations  # noqa: E402 - tests/baselines is on sys.path
 
 
 def obs_of(target, util, pstate=10, temp=40.0, batch=1):
     """Observations with every domain at ``util`` (scalar or [B, n]) and P-state index ``pstate``."""
-    n, k = target.n_units, len(target.unit_fields)
-    obs = np.zeros((batch, n * k + len(target.global_fields)), dtype=np.float32)
-    view = obs[:, : n * k].reshape(batch, n, k)
-    view[:, :, target.unit_fields.index("util")] = util
-    view[:, :, target.unit_fields.index("pstate")] = np.asarray(pstate) / (target.n_pstates - 1)
-    view[:, :, target.unit_fields.index("temp_die_c")] = temp
-    return obs
+    return observations(target, util, pstate, temp, batch)
 
 
 def test_table_is_the_epyc_one(target):
