@@ -19,7 +19,7 @@ from powerrl.envs.sources import trace_arrays
 from powerrl.errors import ConfigError
 from powerrl.eval.compare import Cell, run_cells
 from powerrl.eval.metrics import combine_days
-from powerrl.eval.runner import ControllerSpec
+from powerrl.eval.runner import ControllerSpec, preflight
 from powerrl.eval.scenario import Scenario
 
 #: Grid points per process cell (copies of one vector env).
@@ -74,6 +74,7 @@ def tune(name: str, scenario: Scenario, days: tuple[int, ...], seeds: list[int],
     points = grid_points(name, overrides)
     specs = [ControllerSpec(ref=name, params=p, label=f"{name}[{i}]") for i, p in enumerate(points)]
     specs.append(ControllerSpec(ref=name, params={}, label=f"{name}[default]"))
+    preflight(sc, specs, "--grid")  # every grid point builds before any simulation starts
     cells = [Cell(sc, seed, tuple(specs[j:j + POINTS_PER_CELL]), record_series=False)
              for seed in seeds for j in range(0, len(specs), POINTS_PER_CELL)]
     raw = run_cells(cells, jobs=jobs, progress=progress, label=f"tune {name}")
