@@ -150,8 +150,9 @@ def run_cells(cells: list[Cell], jobs: int = 0, progress: bool = True, label: st
                 time.sleep(0.2)
     except BaseException:
         # The first failure (or Ctrl-C) stops everything now rather than after every other cell.
+        procs = list((getattr(pool, "_processes", None) or {}).values())  # before shutdown clears them
         pool.shutdown(wait=False, cancel_futures=True)
-        for proc in list(getattr(pool, "_processes", {}).values()):
+        for proc in procs:
             proc.terminate()
         raise
     pool.shutdown(wait=True)

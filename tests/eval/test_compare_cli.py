@@ -124,3 +124,29 @@ def test_more_bad_scenarios(scenario_file, tmp_path, capsys, body, key):
     a = scenario_file("env: powerrl/NodeDVFS-v0\n" + body, "a.yaml")
     code, _, err = _run(["compare", "--scenarios", str(a), "--out", str(tmp_path / "o")], capsys)
     assert code == 2 and key in err and "Traceback" not in err
+
+
+def test_a_failing_cell_raises_its_own_error_through_the_pool(scenario_file, tmp_path):
+    from powerrl.errors import PowerrlError
+    from powerrl.eval.compare import Cell, run_cells
+    from powerrl.eval.runner import ControllerSpec
+    from powerrl.eval.scenario import load_scenario
+
+    sc = load_scenario(scenario_file(TINY, "a.yaml"))
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx graph")
+    broken.with_suffix(".json").write_text('{"env_id": "powerrl/NodeDVFS-v0", "observation_dim": 18}')
+    cells = [Cell(sc, 0, (ControllerSpec("performance", label="p"),), False),
+             Cell(sc, 0, (ControllerSpec(str(broken), label="broken", kind="policy"),), False)]
+    with pytest.raises(PowerrlError, match="broken"):
+        run_cells(cells, jobs=2, progress=False)
+
+
+def test_tuned_file_merges_entries_atomically(tmp_path):
+    from powerrl.baselines.tuned import load_tuned, save_tuned
+
+    path = tmp_path / "t.yaml"
+    save_tuned(path, "powerrl/NodeDVFS-v0", "ondemand", {"params": {"up_threshold": 70}})
+    save_tuned(path, "powerrl/NodeDVFS-v0", "schedutil", {"params": {"headroom": 1.4}})
+    assert set(load_tuned(path)["powerrl/NodeDVFS-v0"]) == {"ondemand", "schedutil"}
+    assert [p.name for p in tmp_path.iterdir()] == ["t.yaml"]  # no temporary file left behind
