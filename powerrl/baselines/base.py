@@ -22,10 +22,36 @@ class Baseline(Controller):
     #: Parameter -> candidate values searched by ``powerrl tune-baseline`` (training days only).
     param_grid: ClassVar[dict[str, tuple[Any, ...]]] = {}
 
+    #: Copies the per-copy state is sized for (set by :meth:`reset`).
+    _batch: int = 1
+
     @property
     def params(self) -> dict[str, Any]:
         """The parameter values in force (for reports and tuned-parameter files)."""
         return {k: getattr(self, k) for k in self.param_grid}
+
+    def reset(self, seed: int | None = None, batch: int = 1) -> None:
+        """Start ``batch`` copies: per-copy state is sized by :meth:`_reset_state`."""
+        if batch < 1:
+            raise ValueError(f"{self.name}: batch must be >= 1, got {batch}")
+        self._batch = int(batch)
+        self._reset_state(self._batch)
+
+    def _reset_state(self, batch: int) -> None:  # noqa: B027 - stateless baselines keep nothing
+        """Size the per-copy state for ``batch`` copies."""
+
+    def _check_batch(self, obs: np.ndarray) -> None:
+        """Refuse a batch of another size than the last :meth:`reset`'s (rows are copies with state)."""
+        if obs.shape[0] != self._batch:
+            raise ValueError(f"{self.name}: got {obs.shape[0]} observation rows after reset(batch={self._batch}); "
+                             f"call reset(batch={obs.shape[0]}) first")
+
+    def _unit_slice(self, field: str) -> slice:
+        """Basic slice of per-unit field ``field`` in an observation row (a view, no copy)."""
+        t = self.target
+        assert t is not None
+        k = len(t.unit_fields)
+        return slice(t.unit_fields.index(field), t.n_units * k, k)
 
 
 def pstate_at_or_above(freqs_mhz: np.ndarray, target_mhz: np.ndarray) -> np.ndarray:

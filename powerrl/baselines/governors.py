@@ -30,6 +30,7 @@ counterpart in the simulator and are left out.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
@@ -126,37 +127,25 @@ class CpufreqGovernor(Baseline):
         self.freqs = np.asarray(t.freqs_mhz, dtype=np.float64)
         self.n_units = t.n_units
         self.top = t.n_pstates - 1
-        k = len(t.unit_fields)
-        end = t.n_units * k
         # Basic slices of the unit-major layout: views, no copies (a fancy index costs ~1 us).
-        self._util = slice(t.unit_fields.index("util"), end, k)
-        self._pstate = slice(t.unit_fields.index("pstate"), end, k)
+        self._util = self._unit_slice("util")
+        self._pstate = self._unit_slice("pstate")
         # Look-up edges for ndarray.searchsorted (the method: np.searchsorted's wrapper costs ~0.7 us more).
         self._pedges = (np.arange(self.top) + 0.5) / max(self.top, 1)  # pstate field -> P-state index
         self._ledges = self.freqs[:-1] + FREQ_TOL_MHZ  # RELATION_L: .searchsorted(t)
         self._hedges = self.freqs[1:] - FREQ_TOL_MHZ  # RELATION_H: .searchsorted(t, "right")
         # Integer percent load as a count of edges <= util: load = floor(100 * util + LOAD_EPS).
         self._load_edges = (np.arange(1, 101) - LOAD_EPS) / 100.0
-        self._batch = 1
-        self._reset_state(1)
-
-    def reset(self, seed: int | None = None, batch: int = 1) -> None:
-        """Start ``batch`` copies: each starts like a freshly started governor (``cpufreq_governor_start``)."""
-        if batch < 1:
-            raise ValueError(f"{self.name}: batch must be >= 1, got {batch}")
-        self._batch = int(batch)
-        self._reset_state(self._batch)
-
-    def _reset_state(self, batch: int) -> None:  # noqa: B027 - stateless governors keep nothing
-        """Size the per-copy state for ``batch`` copies."""
+        # Each copy starts like a freshly started governor (cpufreq_governor_start).
+        Baseline.reset(self, None, 1)
 
     def act_batch(self, observations: np.ndarray, time_s: np.ndarray | None = None) -> np.ndarray:
         """P-state per domain, int64 ``[B, n_domains]``."""
         return self.decide(np.asarray(observations), None)
 
+    @abstractmethod
     def decide(self, obs: np.ndarray, ceiling: np.ndarray | None) -> np.ndarray:
         """P-states ``[B, n_domains]`` for observations ``obs``, at most ``ceiling`` (``policy->max``) if given."""
-        raise NotImplementedError
 
     # -- helpers for subclasses ----------------------------------------------------------------
     def _cur(self, obs: np.ndarray) -> np.ndarray:
@@ -166,11 +155,6 @@ class CpufreqGovernor(Baseline):
     def _load(self, util: np.ndarray) -> np.ndarray:
         """The kernel's integer percent load (``dbs_update``: ``100 * busy / wall``, truncated), 0..100."""
         return self._load_edges.searchsorted(util, "right")
-
-    def _check_batch(self, obs: np.ndarray) -> None:
-        if obs.shape[0] != self._batch:
-            raise ValueError(f"{self.name}: got {obs.shape[0]} observation rows after reset(batch={self._batch}); "
-                             f"call reset(batch={obs.shape[0]}) first")
 
 
 def _fixed(obs: np.ndarray, n: int, pstate: int, ceiling: np.ndarray | None) -> np.ndarray:

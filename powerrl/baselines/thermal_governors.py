@@ -20,6 +20,7 @@ their trips, so under the env's default 25 degC inlet they mostly pass the inner
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
@@ -82,35 +83,28 @@ class ThermalGovernor(Baseline):
                                                  **self.governor_params)
         self.n_units = t.n_units
         self.top = t.n_pstates - 1
-        k = len(t.unit_fields)
-        end = t.n_units * k
-        self._util = slice(t.unit_fields.index("util"), end, k)
-        self._pstate = slice(t.unit_fields.index("pstate"), end, k)
-        self._temp = slice(t.unit_fields.index("temp_die_c"), end, k)
-        self._batch = 1
-        self._reset_state(1)
+        self._util = self._unit_slice("util")
+        self._pstate = self._unit_slice("pstate")
+        self._temp = self._unit_slice("temp_die_c")
+        Baseline.reset(self, None, 1)  # zones unthrottled (the inner governor reset itself when built)
 
     def reset(self, seed: int | None = None, batch: int = 1) -> None:
         """Start ``batch`` copies (zones unthrottled, controller state cleared) and reset the inner governor."""
-        if batch < 1:
-            raise ValueError(f"{self.name}: batch must be >= 1, got {batch}")
-        self._batch = int(batch)
+        super().reset(seed, batch)
         self.inner.reset(seed, batch)
-        self._reset_state(self._batch)
 
+    @abstractmethod
     def _reset_state(self, batch: int) -> None:
-        raise NotImplementedError
+        """Unthrottle every zone of ``batch`` copies and clear the controller state."""
 
+    @abstractmethod
     def ceiling(self, obs: np.ndarray) -> np.ndarray:
         """Highest allowed P-state per domain, int64 ``[B, n_domains]``; advances the zone state one poll."""
-        raise NotImplementedError
 
     def act_batch(self, observations: np.ndarray, time_s: np.ndarray | None = None) -> np.ndarray:
         """The inner governor's P-states under this poll's ceiling, int64 ``[B, n_domains]``."""
         obs = np.asarray(observations)
-        if obs.shape[0] != self._batch:
-            raise ValueError(f"{self.name}: got {obs.shape[0]} observation rows after reset(batch={self._batch}); "
-                             f"call reset(batch={obs.shape[0]}) first")
+        self._check_batch(obs)
         cap = self.ceiling(obs)
         if isinstance(self.inner, CpufreqGovernor):
             return self.inner.decide(obs, cap)
