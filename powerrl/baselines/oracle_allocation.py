@@ -314,23 +314,26 @@ def _greedy_laminar(row: np.ndarray, pdu: np.ndarray, value: np.ndarray, length:
     """
     order = np.lexsort((-value, pdu, row))
     key = (row * n_pdus + pdu)[order]
-    seg_len = length[order]
-    cum = np.cumsum(seg_len)
-    first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-    size = np.diff(np.r_[first, key.size])
-    before = cum - seg_len - np.repeat((cum - seg_len)[first], size)
     fill = np.empty_like(length)
-    fill[order] = np.clip(pdu_room.ravel()[key] - before, 0.0, seg_len)
+    fill[order] = _fill_in_groups(key, length[order], pdu_room.ravel()[key])
     order = np.lexsort((-value, row))
     r = row[order]
-    f = fill[order]
-    cum = np.cumsum(f)
-    first = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
-    size = np.diff(np.r_[first, r.size])
-    before = cum - f - np.repeat((cum - f)[first], size)
     out = np.empty_like(length)
-    out[order] = np.clip(fac_room[r] - before, 0.0, f)
+    out[order] = _fill_in_groups(r, fill[order], fac_room[r])
     return out
+
+
+def _fill_in_groups(key: np.ndarray, want: np.ndarray, room: np.ndarray) -> np.ndarray:
+    """Fill segments in the given order within each run of equal ``key``, up to the run's ``room``.
+
+    ``key`` is sorted into runs (one per group); a segment gets ``min(want, room - what the run's
+    earlier segments took)``, clipped at 0: an exclusive cumulative sum restarted at every run.
+    """
+    cum = np.cumsum(want)
+    first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    size = np.diff(np.r_[first, key.size])
+    before = cum - want - np.repeat((cum - want)[first], size)
+    return np.clip(room - before, 0.0, want)
 
 
 def envelope_work(seg: Segments, power_w: np.ndarray) -> np.ndarray:
