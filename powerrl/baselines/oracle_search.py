@@ -128,22 +128,13 @@ class SearchCarbonOracle(Controller):
                 it += info["it_power_w"]
                 left = np.asarray(info["deferred_work"], dtype=np.float64)
             end_s = float(core.start_s[c]) + steps * core.cfg.dt_s  # not sim's clock: it autoreset at the end
-            carbon += self._leftover_kg(core, left, fac / np.maximum(it, 1e-9), end_s)
+            carbon += core.deferred_charge(left, fac / np.maximum(it, 1e-9), np.full(k, end_s))[1]
             ok = viol <= viol[0] + 1e-9  # no worse service than never deferring (candidate 0)
             best = int(np.argmin(np.where(ok, carbon, np.inf)))
             self.plans.append(plan[:, best])
             self.chosen.append(cands[best][0])
             senv.close()
         self.step = 0
-
-    def _leftover_kg(self, core: Any, left: np.ndarray, ratio: np.ndarray, end_s: float) -> np.ndarray:
-        """Carbon of work still deferred at the end, charged like :class:`powerrl.eval.metrics.MetricAccumulator`."""
-        a = core.arrays
-        marginal_w = float(a.busy_w[: core.n].mean() - a.idle_w[: core.n].mean())
-        n_rows = max(1, int(round(core.cfg.defer_window_h * 3600.0 / core.trace.interval_s)))
-        rows = core.trace.rows_at(end_s + np.arange(n_rows) * core.trace.interval_s)
-        intensity = float(core.site.carbon_g_per_kwh[rows].mean())
-        return left * marginal_w * ratio / 3.6e6 * intensity / 1000.0
 
     def act_batch(self, observations: np.ndarray, time_s: np.ndarray | None = None) -> np.ndarray:
         """The chosen schedule's action for this step (the most conservative one past its end)."""

@@ -239,6 +239,25 @@ class DatacenterCore(CoreClock):
         """Copies whose episode reached its length."""
         return self.step_count >= self.steps_per_episode
 
+    def deferred_charge(self, left_node_s: np.ndarray, facility_ratio: np.ndarray, end_s: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """IT energy (J) and carbon (kg) of batch work still deferred when an episode ends.
+
+        The env would force that work to run within ``defer_window_h`` after the end; it is charged
+        its marginal IT energy (busy minus idle power of an average node at f_max, per node-second),
+        times ``facility_ratio`` (facility / IT energy of the episode) for the carbon, at the mean
+        recorded intensity of that window. Per copy: ``left_node_s``, ``facility_ratio`` and
+        ``end_s`` (trace time of the episode end) are ``[n]`` arrays.
+        """
+        a = self.arrays
+        marginal_w = float(a.busy_w[: self.n].mean() - a.idle_w[: self.n].mean())
+        n_rows = max(1, int(round(self.cfg.defer_window_h * 3600.0 / self.trace.interval_s)))
+        offsets = np.arange(n_rows) * self.trace.interval_s
+        rows = self.trace.rows_at(np.asarray(end_s, dtype=np.float64)[:, None] + offsets[None, :])
+        intensity = self.site.carbon_g_per_kwh[rows].mean(axis=1)
+        it_j = np.asarray(left_node_s, dtype=np.float64) * marginal_w
+        return it_j, it_j * facility_ratio / 3.6e6 * intensity / 1000.0
+
     def _fill_obs(self) -> None:
         cfg, a, b, n, r = self.cfg, self.arrays, self.b, self.n, self.n_racks
         shape = (b, r, cfg.nodes_per_rack)

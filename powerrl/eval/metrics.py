@@ -11,6 +11,7 @@ the scenario's outside air, so PUE and carbon are comparable across envs.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,8 @@ NOT_APPLICABLE: dict[str, tuple[str, ...]] = {
 LAT_EDGES_MS = np.logspace(-2, 6, 8 * 40 + 1)
 
 
+#: Prices work still deferred at an episode's end: (node-s, facility/IT ratio, end s) -> (IT J, kgCO2), per copy.
+LeftoverCharge = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 #: Steps buffered before the vectorised accumulation (bounds memory; amortises NumPy call overhead).
 FLUSH_STEPS = 2048
 #: Per-step telemetry kept in the buffer: (name in the buffer, info keys tried in order).
@@ -111,8 +114,8 @@ class MetricAccumulator:
         self.fill = 0
         self.deferred_left = np.zeros(b)
         self.end_s = np.zeros(b)
-        #: Datacenter-v0: (marginal W of one node's busy work at f_max, deferral window s) for the leftover charge.
-        self.leftover_model: tuple[float, float] | None = None
+        #: Datacenter-v0: ``(left node-s, facility/IT ratio, end s) -> (IT J, kgCO2)`` for work still deferred.
+        self.leftover_charge: LeftoverCharge | None = None
 
     def add(self, step_start_s: np.ndarray, step_in_episode: int, reward: np.ndarray, infos: dict[str, Any],
             intervened: np.ndarray, inversions: np.ndarray | None = None) -> None:
@@ -188,23 +191,16 @@ class MetricAccumulator:
     def _charge_leftover(self) -> None:
         """Datacenter-v0: charge batch work still deferred at the end, so deferring past the end is not free.
 
-        The env would force that work to run within the deferral window after the episode; it is
-        charged its marginal IT energy (busy minus idle power of a node at f_max per node-second)
-        times the episode's facility/IT ratio, at the mean recorded intensity of that window.
+        :meth:`powerrl.envs.datacenter.DatacenterCore.deferred_charge` (set as :attr:`leftover_charge`
+        by the runner) prices it; the facility share is this episode's facility/IT energy ratio.
         """
-        if self.leftover_model is None or not self.deferred_left.any():
+        if self.leftover_charge is None or not self.deferred_left.any():
             return
-        marginal_w, window_s = self.leftover_model
-        it_j = self.deferred_left * marginal_w
         ratio = np.where(self.it_j > 0, (self.it_j + self.cool_j) / np.maximum(self.it_j, 1e-9), 1.0)
-        n_rows = max(1, int(round(window_s / self.trace.interval_s)))
-        for i in range(self.b):
-            rows = self.trace.rows_at(self.end_s[i] + np.arange(n_rows) * self.trace.interval_s)
-            intensity = float(self.site.carbon_g_per_kwh[rows].mean())
-            fac_j = it_j[i] * ratio[i]
-            self.it_j[i] += it_j[i]
-            self.cool_j[i] += fac_j - it_j[i]
-            self.carbon[i] += fac_j / 3.6e6 * intensity / 1000.0
+        it_j, carbon_kg = self.leftover_charge(self.deferred_left, ratio, self.end_s)
+        self.it_j += it_j
+        self.cool_j += it_j * (ratio - 1.0)
+        self.carbon += carbon_kg
 
     def histograms(self) -> list[list[int]]:
         """Per-copy latency histograms over :data:`LAT_EDGES_MS` (for combining days exactly)."""

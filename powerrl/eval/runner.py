@@ -181,9 +181,7 @@ def run_group(scenario: Scenario, seed: int, specs: list[ControllerSpec], record
                 c.bind(venv, np.array([i]))
         acc = MetricAccumulator(scenario, n, site, passive_c, hot_c)
         if scenario.env_id == "powerrl/Datacenter-v0":
-            a = core.arrays
-            acc.leftover_model = (float(a.busy_w[: core.n].mean() - a.idle_w[: core.n].mean()),
-                                  cfg.defer_window_h * 3600.0)
+            acc.leftover_charge = core.deferred_charge
         series = _Series(n, steps) if record_series and d_idx == 0 else None
         done_since = 0
         for step in range(steps):

@@ -128,3 +128,27 @@ def test_assemble_pairs_ratios_by_seed_and_picks_the_best_baseline(tiny):
     assert a["rel_best"] == pytest.approx(2.0) and a["rel_best_ci95"] == pytest.approx(0.0, abs=1e-12)
     assert a["rel_oracle"] == pytest.approx(4.0)
     assert doc["controllers"]["a"]["metrics"]["reward"]["rel_best"] is None  # negative: no ratio
+
+
+def test_work_still_deferred_at_the_end_is_charged(scenario_file):
+    from powerrl.control import make_controller
+    from powerrl.envs.datacenter import DatacenterVectorEnv
+    from powerrl.envs.target import control_target
+
+    # 00:00-09:00: the forecast rule defers night work towards the midday trough, past the episode end.
+    sc = load_scenario(scenario_file("env: powerrl/Datacenter-v0\ndays: [22]\nstart_h: 0\nduration_h: 9\n"))
+    out = run_group(sc, 0, [ControllerSpec("carbon_forecast", label="f")])["f"]["days"][0]
+    assert out["deferred_left"] > 0
+    venv = DatacenterVectorEnv(1, shared_arrivals=True, **sc.env_kwargs())
+    env = ShieldedVectorEnv(venv, sc.shield)
+    ctrl = make_controller("carbon_forecast", venv.single_action_space, venv.single_observation_space,
+                           target=control_target(venv, sc.shield))
+    obs, _ = env.reset(seed=episode_seed(0, 22), options={"start_s": sc.start_s(22)})
+    ctrl.reset(seed=episode_seed(0, 22), batch=1)
+    it_j = 0.0
+    for _ in range(sc.steps_per_episode):
+        obs, _, _, _, info = env.step(ctrl.act_batch(obs, venv.core.time_s.copy()))
+        it_j += float(info["it_power_w"][0]) * sc.dt_s
+    a = venv.core.arrays
+    marginal_w = float(a.busy_w.mean() - a.idle_w.mean())
+    assert out["energy_it_kwh"] * 3.6e6 == pytest.approx(it_j + out["deferred_left"] * marginal_w, rel=1e-9)
