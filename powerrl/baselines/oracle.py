@@ -14,6 +14,7 @@ intensity. It is the bound every comparison quotes results against:
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,11 @@ def _impl(env_id: str) -> type[Controller]:
         return SearchCarbonOracle
     raise ConfigError("controller.oracle", env_id,
                       "an env with an oracle: NodeDVFS-v0, ClusterBudget-v0, Datacenter-v0")
+
+
+def searches_baselines(env_id: str) -> bool:
+    """Whether the env's oracle takes the compared baselines as candidates (a ``tuned`` parameter)."""
+    return "tuned" in inspect.signature(_impl(env_id).__init__).parameters
 
 
 @register("oracle")

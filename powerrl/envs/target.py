@@ -94,7 +94,6 @@ def control_target(env: Any, shield: Any = None) -> ControlTarget:
             extras={"shield": shield_cfg, "sla_ms": float(a.sla_ms[0]), "service_ms": float(a.service_ms[0])})
     if isinstance(core, cluster_budget.ClusterBudgetCore):
         n = core.n
-        forecast, actual = None, None
         return ControlTarget(
             env_id=cluster_budget.ENV_ID, dt_s=cfg.dt_s, n_units=n,
             unit_fields=tuple(f[0] for f in cluster_budget.NODE_FIELDS),
@@ -103,7 +102,6 @@ def control_target(env: Any, shield: Any = None) -> ControlTarget:
             busy_w_at_pstate=_readonly(_busy_at_pstate(a, n)), priority=_readonly(core.priority),
             group=_readonly(core.pdu), group_limit_w=_readonly(core.pdu_limit_w),
             base_frac=_readonly(np.asarray(shield_cfg.budget.base_frac, dtype=np.float64)), config=cfg,
-            carbon_forecast=forecast, carbon_actual=actual,
             extras={"shield": shield_cfg, "busy_total_w": core.busy_total_w, "rack": _readonly(core.rack),
                     "priority_weight": _readonly(cluster_budget.PRIORITY_WEIGHT),
                     "max_frac": _readonly(np.asarray(shield_cfg.budget.max_frac, dtype=np.float64))})

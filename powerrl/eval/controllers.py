@@ -14,6 +14,7 @@ from typing import Any
 
 import powerrl.baselines  # noqa: F401 - registers the baselines
 from powerrl.baselines.base import Baseline
+from powerrl.baselines.oracle import searches_baselines
 from powerrl.baselines.tuned import SHIPPED_TUNED, load_tuned, save_tuned  # noqa: F401 - re-exported
 from powerrl.control import controller_class, controller_names
 from powerrl.errors import ConfigError
@@ -99,9 +100,9 @@ def controllers_for(env_id: str, refs: list[str], tuned: dict[str, dict[str, Any
         if spec.drives(env_id):
             specs.append(spec)
             labels.add(label)
-    if env_id == "powerrl/Datacenter-v0":
-        # The Datacenter oracle searches over the baselines actually compared (with their parameters),
-        # so it stays no worse than each of them whatever --tuned / --untuned says.
+    if any(s.kind == "oracle" for s in specs) and searches_baselines(env_id):
+        # An oracle that searches over baselines gets the ones actually compared (with their
+        # parameters), so it stays no worse than each of them whatever --tuned / --untuned says.
         run = {s.ref: s.params for s in specs if s.kind == "baseline"}
         specs = [ControllerSpec(s.ref, {"tuned": run, **s.params}, s.label, s.kind)
                  if s.kind == "oracle" and run and "tuned" not in s.params else s for s in specs]

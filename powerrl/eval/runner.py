@@ -81,20 +81,34 @@ def preflight(scenario: Scenario, specs: list[ControllerSpec], tuned_source: str
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
         raise ConfigError("--controllers", dup, "each controller once (two specs share a label)", scenario.source)
+    _build(scenario, specs, 1, tuned_source)[1].close()
+
+
+def _build(scenario: Scenario, specs: list[ControllerSpec], n_copies: int, tuned_source: str | None = None
+           ) -> tuple[Any, ShieldedVectorEnv, ControlTarget, list[Controller]]:
+    """The scenario's vector env (shared arrivals), its shield wrapper, the target and the controllers.
+
+    Raises:
+        ConfigError: naming the scenario file (env, shield) or, for tuned parameters, ``tuned_source``.
+    """
     try:
-        venv = VECTOR_ENVS[scenario.env_id](1, shared_arrivals=True, **scenario.env_kwargs())
+        venv = VECTOR_ENVS[scenario.env_id](n_copies, shared_arrivals=True, **scenario.env_kwargs())
         senv = ShieldedVectorEnv(venv, scenario.shield)
     except PowerrlError as exc:
         raise ConfigError("env_config/shield", scenario.shield_name, f"an env and shield that fit together ({exc})",
                           scenario.source) from None
     target = control_target(venv, scenario.shield)
+    ctrls = []
     for spec in specs:
+        src = tuned_source if spec.params and spec.kind == "baseline" else scenario.source
         try:
-            spec.build(venv.single_action_space, venv.single_observation_space, target)
+            ctrls.append(spec.build(venv.single_action_space, venv.single_observation_space, target))
         except PowerrlError as exc:
-            src = tuned_source if spec.params and spec.kind == "baseline" else scenario.source
             raise ConfigError(f"controller {spec.label}", spec.params, f"parameters it accepts ({exc})", src) from None
-    senv.close()
+        except Exception as exc:  # a controller that cannot start is the user's input: say which
+            raise ConfigError(f"controller {spec.label}", spec.params, f"a controller that starts ({exc})",
+                              src) from None
+    return venv, senv, target, ctrls
 
 
 def thermal_trips_c(scenario: Scenario) -> tuple[float, float]:
@@ -148,18 +162,8 @@ def run_group(scenario: Scenario, seed: int, specs: list[ControllerSpec], record
     ``progress(n)`` is called with the number of env steps done since its last call.
     """
     n = len(specs)
-    venv = VECTOR_ENVS[scenario.env_id](n, shared_arrivals=True, **scenario.env_kwargs())
-    senv = ShieldedVectorEnv(venv, scenario.shield)
+    venv, senv, target, ctrls = _build(scenario, specs, n)
     senv.record_inversions = True
-    target = control_target(venv, scenario.shield)
-    ctrls = []
-    for spec in specs:
-        try:
-            ctrls.append(spec.build(venv.single_action_space, venv.single_observation_space, target))
-        except PowerrlError:
-            raise
-        except Exception as exc:  # a controller that cannot start is the user's input: say which
-            raise ConfigError(f"controller {spec.label}", spec.params, f"a controller that starts ({exc})") from None
     core = venv.core
     cfg = scenario.env_config
     site = site_series(cfg.trace, scenario.carbon, scenario.weather)
