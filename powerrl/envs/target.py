@@ -83,42 +83,40 @@ def control_target(env: Any, shield: Any = None) -> ControlTarget:
     prof = get_profile(cfg.profile)
     freqs = np.asarray(prof.pstates_mhz, dtype=np.float64)
     shield_cfg = resolve_shield_config(shield if shield is not None else "default")
+    def common(env_id: str, n_units: int, unit_fields: Any, global_fields: Any) -> dict[str, Any]:
+        # What every env's target states alike: the env, clock, layout, P-state table and shield.
+        return {"env_id": env_id, "dt_s": cfg.dt_s, "n_units": n_units, "config": cfg,
+                "unit_fields": tuple(f[0] for f in unit_fields), "global_fields": tuple(f[0] for f in global_fields),
+                "freqs_mhz": _readonly(freqs)}
+
     if isinstance(core, node_dvfs.NodeDVFSCore):
         k = core.k
         return ControlTarget(
-            env_id=node_dvfs.ENV_ID, dt_s=cfg.dt_s, n_units=k,
-            unit_fields=tuple(f[0] for f in node_dvfs.DOMAIN_FIELDS),
-            global_fields=tuple(f[0] for f in node_dvfs.GLOBAL_FIELDS),
-            freqs_mhz=_readonly(freqs), idle_w=_readonly(a.idle_w[:k]), busy_w=_readonly(a.busy_w[:k]),
-            busy_w_at_pstate=_readonly(_busy_at_pstate(a, k)), config=cfg,
+            **common(node_dvfs.ENV_ID, k, node_dvfs.DOMAIN_FIELDS, node_dvfs.GLOBAL_FIELDS),
+            idle_w=_readonly(a.idle_w[:k]), busy_w=_readonly(a.busy_w[:k]),
+            busy_w_at_pstate=_readonly(_busy_at_pstate(a, k)),
             extras={"shield": shield_cfg, "sla_ms": float(a.sla_ms[0]), "service_ms": float(a.service_ms[0])})
     if isinstance(core, cluster_budget.ClusterBudgetCore):
         n = core.n
         return ControlTarget(
-            env_id=cluster_budget.ENV_ID, dt_s=cfg.dt_s, n_units=n,
-            unit_fields=tuple(f[0] for f in cluster_budget.NODE_FIELDS),
-            global_fields=tuple(f[0] for f in cluster_budget.GLOBAL_FIELDS),
-            freqs_mhz=_readonly(freqs), idle_w=_readonly(core.idle_w), busy_w=_readonly(core.busy_w),
+            **common(cluster_budget.ENV_ID, n, cluster_budget.NODE_FIELDS, cluster_budget.GLOBAL_FIELDS),
+            idle_w=_readonly(core.idle_w), busy_w=_readonly(core.busy_w),
             busy_w_at_pstate=_readonly(_busy_at_pstate(a, n)), priority=_readonly(core.priority),
             group=_readonly(core.pdu), group_limit_w=_readonly(core.pdu_limit_w),
-            base_frac=_readonly(np.asarray(shield_cfg.budget.base_frac, dtype=np.float64)), config=cfg,
+            base_frac=_readonly(np.asarray(shield_cfg.budget.base_frac, dtype=np.float64)),
             extras={"shield": shield_cfg, "busy_total_w": core.busy_total_w, "rack": _readonly(core.rack),
                     "priority_weight": _readonly(cluster_budget.PRIORITY_WEIGHT),
                     "max_frac": _readonly(np.asarray(shield_cfg.budget.max_frac, dtype=np.float64))})
     if isinstance(core, datacenter.DatacenterCore):
         r = core.n_racks
-        per = cfg.nodes_per_rack
         forecast, actual = carbon_forecasts(core)
         rack_idle = np.bincount(core.rack, weights=a.idle_w[: core.n], minlength=r)
         rack_busy_at = np.zeros((r, len(freqs)))
         np.add.at(rack_busy_at, core.rack, _busy_at_pstate(a, core.n))
         return ControlTarget(
-            env_id=datacenter.ENV_ID, dt_s=cfg.dt_s, n_units=r,
-            unit_fields=tuple(f[0] for f in datacenter.RACK_FIELDS),
-            global_fields=tuple(f[0] for f in datacenter.GLOBAL_FIELDS),
-            freqs_mhz=_readonly(freqs), idle_w=_readonly(rack_idle), busy_w=_readonly(core.rack_busy_w),
-            busy_w_at_pstate=_readonly(rack_busy_at), config=cfg,
+            **common(datacenter.ENV_ID, r, datacenter.RACK_FIELDS, datacenter.GLOBAL_FIELDS),
+            idle_w=_readonly(rack_idle), busy_w=_readonly(core.rack_busy_w), busy_w_at_pstate=_readonly(rack_busy_at),
             carbon_forecast=forecast, carbon_actual=actual,
-            extras={"shield": shield_cfg, "nodes_per_rack": per, "batch_capacity": core.batch_capacity,
+            extras={"shield": shield_cfg, "nodes_per_rack": cfg.nodes_per_rack, "batch_capacity": core.batch_capacity,
                     "defer_bins": core.n_bins})
     raise TypeError(f"no control target for {type(core).__name__}")

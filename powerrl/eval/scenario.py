@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import filecmp
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,6 @@ class Scenario:
     shield_name: str
     description: str = ""
     source: str = "<mapping>"
-    raw: dict[str, Any] = field(default_factory=dict)
 
     @property
     def dt_s(self) -> float:
@@ -199,7 +198,7 @@ def scenario_from_dict(data: Any, name: str, source: str = "<mapping>") -> Scena
     return Scenario(name=name, env_id=env_id, env_config=cfg, trace=trace, carbon=carbon, weather=weather,
                     days=days, start_h=start_h, duration_h=duration_h, shield=shield,
                     shield_name=str(shield_ref) if isinstance(shield_ref, str) else "<mapping>",
-                    description=description, source=source, raw=raw)
+                    description=description, source=source)
 
 
 def _number(raw: dict[str, Any], key: str, default: float, lo: float, hi: float, source: str,
