@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "powerrl.hw.cli",
     "powerrl.shield_cli",
     "powerrl.eval.cli",
+    "powerrl.agents.train",
 )
 
 

@@ -52,9 +52,14 @@ class ControllerSpec:
     params: dict[str, Any] = field(default_factory=dict)
     label: str = ""
     kind: str = "baseline"
+    #: Builds the controller instead of ``ref`` (``factory(action_space, observation_space, target)``):
+    #: a live model under training, evaluated by ``powerrl train``. Not picklable across processes.
+    factory: Callable[[Any, Any, ControlTarget], Controller] | None = field(default=None, compare=False, repr=False)
 
     def drives(self, env_id: str) -> bool:
         """Whether this controller can drive ``env_id``."""
+        if self.factory is not None:
+            return True
         if self.kind == "policy":
             from powerrl.eval.policy_file import policy_env_id
 
@@ -64,6 +69,8 @@ class ControllerSpec:
 
     def build(self, action_space: Any, observation_space: Any, target: ControlTarget) -> Controller:
         """Instantiate for an env's spaces and target."""
+        if self.factory is not None:
+            return self.factory(action_space, observation_space, target)
         if self.kind == "policy":
             from powerrl.eval.policy_file import PolicyFileController
 

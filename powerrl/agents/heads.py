@@ -1,0 +1,152 @@
+"""Structured action heads: fixed maps from a policy's raw output to an env action, part of the policy.
+
+A ClusterBudget-v0 policy that emits 64 independent caps must learn to keep their sum under a
+budget it sees only as a fraction, and every step it misses costs a shield intervention. The
+:class:`BudgetAllocationHead` removes that burden the way resource-allocation policies usually do:
+the network says how much each node *wants* (a score per node), and a fixed, differentiable-free
+layer turns the scores into caps that respect the guaranteed bases, the per-priority maxima, the
+PDU limits and the facility budget minus the shield's reserve, so the shield has nothing to
+correct. The head runs in the env during training (:class:`powerrl.agents.vec_env.PowerrlVecEnv`)
+and inside the exported ONNX graph (:meth:`BudgetAllocationHead.torch_module`), with identical
+arithmetic, so an exported policy still maps raw observations to env actions.
+
+Pitfalls: the head reads the budget from the observation (``budget_frac``, float32), so it keeps a
+relative ``margin`` below the budget; a budget cut becomes visible one step late (the shield
+covers that step).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+#: Relative margin kept below every limit (float32 observations, float rounding): 0.1 %.
+MARGIN = 1e-3
+#: Distance kept from the base and maximum caps in action units (float32 resolution near 1 is 6e-8).
+ACTION_EPS = 1e-5
+HEADS = ("budget_allocation",)
+
+
+class BudgetAllocationHead:
+    """Scores in [-1, 1] per node -> ClusterBudget-v0 caps within bases, maxima, PDU limits and budget.
+
+    Per node ``i`` the wanted share of its dynamic range (busy - idle power) is
+    ``lo_i + (z_i + 1) / 2 * (hi_i - lo_i)``, where ``lo``/``hi`` are the shield's guaranteed base
+    and maximum fractions for the node's priority. The power above the bases is then scaled down
+    per PDU to fit its limit and per facility to fit ``budget_frac * busy_total * (1 - reserve)``,
+    each with :data:`MARGIN`. The output is the env action (-1 = idle power, +1 = busy power).
+
+    Args:
+        params: the mapping of :meth:`from_core` (also stored in the policy metadata).
+    """
+
+    name = "budget_allocation"
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+        self.idle_w = np.asarray(params["idle_w"], dtype=np.float64)
+        self.dyn_w = np.asarray(params["busy_w"], dtype=np.float64) - self.idle_w
+        self.lo = np.asarray(params["lo_frac"], dtype=np.float64)
+        self.hi = np.asarray(params["hi_frac"], dtype=np.float64)
+        self.pdu = np.asarray(params["pdu"], dtype=np.int64)
+        self.pdu_limit_w = np.asarray(params["pdu_limit_w"], dtype=np.float64)
+        self.busy_total_w = float(params["busy_total_w"])
+        self.reserve_frac = float(params["reserve_frac"])
+        self.budget_index = int(params["budget_index"])
+        self.onehot = np.eye(self.pdu_limit_w.size)[self.pdu]  # [n, P]
+        self.lo_action = 2.0 * self.lo - 1.0
+        self.hi_action = 2.0 * self.hi - 1.0
+
+    @classmethod
+    def from_core(cls, core: Any, shield_cfg: Any) -> BudgetAllocationHead:
+        """The head of a ClusterBudget core under a shield config (bases, maxima and reserve from it)."""
+        b = shield_cfg.budget
+        prio = np.asarray(core.priority, dtype=np.int64)
+        max_frac = np.broadcast_to(np.asarray(b.max_frac, dtype=np.float64), (5,))
+        params = {"idle_w": np.asarray(core.idle_w, dtype=float).tolist(),
+                  "busy_w": np.asarray(core.busy_w, dtype=float).tolist(),
+                  "lo_frac": np.asarray(b.base_frac, dtype=float)[prio].tolist(),
+                  "hi_frac": max_frac[prio].tolist(),
+                  "pdu": np.asarray(core.pdu, dtype=int).tolist(),
+                  "pdu_limit_w": np.asarray(core.pdu_limit_w, dtype=float).tolist(),
+                  "busy_total_w": float(core.busy_total_w),
+                  "reserve_frac": float(b.reserve_frac + b.critical_reserve_frac),
+                  "budget_index": int(core.obs.shape[1] - 4)}
+        return cls(params)
+
+    def __call__(self, obs: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Env actions ``[B, n]`` (float32) for raw observations ``[B, obs_dim]`` and scores ``[B, n]``."""
+        z = np.clip(np.asarray(scores, dtype=np.float64), -1.0, 1.0)
+        lo_w = self.idle_w + self.lo * self.dyn_w
+        want_w = self.idle_w + (self.lo + 0.5 * (z + 1.0) * (self.hi - self.lo)) * self.dyn_w
+        extra = want_w - lo_w
+        pdu_extra = extra @ self.onehot
+        pdu_spare = np.maximum(self.pdu_limit_w * (1.0 - MARGIN) - lo_w @ self.onehot, 0.0)
+        pdu_scale = np.minimum(1.0, pdu_spare / np.maximum(pdu_extra, 1e-9))
+        extra = extra * (pdu_scale @ self.onehot.T)
+        budget_w = np.asarray(obs, dtype=np.float64)[:, self.budget_index] * self.busy_total_w
+        spare = np.maximum(budget_w * (1.0 - self.reserve_frac) * (1.0 - MARGIN) - lo_w.sum(), 0.0)
+        scale = np.minimum(1.0, spare / np.maximum(extra.sum(axis=1), 1e-9))
+        caps_w = lo_w + extra * scale[:, None]
+        action = 2.0 * (caps_w - self.idle_w) / self.dyn_w - 1.0
+        # Nudge inside [base, max] by ACTION_EPS: float32 rounding must not put a cap a hair below its base.
+        return np.clip(action, self.lo_action + ACTION_EPS, self.hi_action - ACTION_EPS).astype(np.float32)
+
+    def torch_module(self) -> Any:
+        """The same map as a ``torch.nn.Module`` ``(obs, scores) -> action`` (for ONNX export)."""
+        import torch
+
+        head = self
+
+        class _Head(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                f = torch.float64
+                self.register_buffer("idle", torch.tensor(head.idle_w, dtype=f))
+                self.register_buffer("dyn", torch.tensor(head.dyn_w, dtype=f))
+                self.register_buffer("lo", torch.tensor(head.lo, dtype=f))
+                self.register_buffer("hi", torch.tensor(head.hi, dtype=f))
+                self.register_buffer("onehot", torch.tensor(head.onehot, dtype=f))
+                self.register_buffer("pdu_limit", torch.tensor(head.pdu_limit_w, dtype=f))
+                self.register_buffer("lo_action", torch.tensor(head.lo_action + ACTION_EPS, dtype=f))
+                self.register_buffer("hi_action", torch.tensor(head.hi_action - ACTION_EPS, dtype=f))
+
+            def forward(self, obs: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+                z = torch.clamp(scores.to(torch.float64), -1.0, 1.0)
+                lo_w = self.idle + self.lo * self.dyn
+                want_w = self.idle + (self.lo + 0.5 * (z + 1.0) * (self.hi - self.lo)) * self.dyn
+                extra = want_w - lo_w
+                pdu_extra = extra @ self.onehot
+                pdu_spare = torch.clamp(self.pdu_limit * (1.0 - MARGIN) - lo_w @ self.onehot, min=0.0)
+                pdu_scale = torch.clamp(pdu_spare / torch.clamp(pdu_extra, min=1e-9), max=1.0)
+                extra = extra * (pdu_scale @ self.onehot.T)
+                budget_w = obs[:, head.budget_index:head.budget_index + 1].to(torch.float64) * head.busy_total_w
+                spare = torch.clamp(budget_w * (1.0 - head.reserve_frac) * (1.0 - MARGIN) - lo_w.sum(), min=0.0)
+                scale = torch.clamp(spare / torch.clamp(extra.sum(dim=1, keepdim=True), min=1e-9), max=1.0)
+                caps_w = lo_w + extra * scale
+                action = 2.0 * (caps_w - self.idle) / self.dyn - 1.0
+                action = torch.minimum(torch.maximum(action, self.lo_action), self.hi_action)
+                return action.to(torch.float32)
+
+        return _Head()
+
+
+def make_head(name: str | None, core: Any, shield_cfg: Any) -> BudgetAllocationHead | None:
+    """The head called ``name`` for an env core (None: no head)."""
+    if name is None:
+        return None
+    if name == "budget_allocation":
+        from powerrl.envs.cluster_budget import ClusterBudgetCore
+
+        if not isinstance(core, ClusterBudgetCore):
+            raise ValueError("the budget_allocation head drives powerrl/ClusterBudget-v0 only")
+        return BudgetAllocationHead.from_core(core, shield_cfg)
+    raise ValueError(f"unknown action head {name!r}: one of {', '.join(HEADS)}")
+
+
+def head_from_params(name: str, params: dict[str, Any]) -> BudgetAllocationHead:
+    """Rebuild a head from the parameters stored in a run or a policy's metadata."""
+    if name != "budget_allocation":
+        raise ValueError(f"unknown action head {name!r}: one of {', '.join(HEADS)}")
+    return BudgetAllocationHead(params)

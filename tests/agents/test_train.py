@@ -1,0 +1,254 @@
+"""powerrl train: experiment configs, the batched SB3 VecEnv, the allocation head and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from gymnasium import spaces
+from stable_baselines3.common.vec_env import VecNormalize
+
+from powerrl.agents.config import load_experiment, schedule
+from powerrl.agents.heads import BudgetAllocationHead, make_head
+from powerrl.agents.vec_env import PowerrlVecEnv
+from powerrl.cli import main
+from powerrl.envs.config import make_config
+from powerrl.errors import ConfigError
+from powerrl.shield.config import resolve_shield_config
+
+torch.set_num_threads(1)
+
+TINY = {
+    "kind": "experiment",
+    "env": "powerrl/NodeDVFS-v0",
+    "env_config": {"episode_s": 3.0},
+    "algo": "ppo",
+    "hyperparams": "ppo",
+    "overrides": {"n_envs": 4, "n_steps": 32, "batch_size": 64, "n_epochs": 1, "policy_kwargs": {"net_arch": [8]}},
+    "total_timesteps": 256,
+    "eval": {"scenario": "nodedvfs-day22", "days": [20], "start_h": 10.0, "duration_h": 0.005, "every_steps": 128},
+    "checkpoint_every_steps": 128,
+}
+
+
+def write(tmp_path: Path, data: dict, name: str = "exp.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return p
+
+
+# -- configs ---------------------------------------------------------------------------------------
+def test_shipped_experiments_load() -> None:
+    root = Path(__file__).resolve().parents[2] / "configs" / "experiments"
+    names = sorted(p.stem for p in root.glob("*.yaml"))
+    assert {"nodedvfs-ppo", "clusterbudget-ppo", "datacenter-ppo"} <= set(names)
+    for name in names:
+        exp = load_experiment(name)
+        assert exp.total_timesteps > 0 and exp.n_envs >= 1
+        assert exp.eval is None or not set(exp.eval.days) & set(range(22, 29)), "never select on held-out days"
+
+
+def test_zoo_blocks_merge_env_over_default(tmp_path: Path) -> None:
+    exp = load_experiment(write(tmp_path, TINY))
+    assert exp.n_envs == 4 and exp.hyperparams["n_steps"] == 32
+    assert exp.hyperparams["gae_lambda"] == 0.95  # from the default block
+    assert exp.hyperparams["ent_coef"] == 0.001  # from the NodeDVFS block
+    assert exp.total_timesteps == 256 and exp.seed == 0
+    assert load_experiment(write(tmp_path, TINY), total_timesteps=10, seed=3).total_timesteps == 10
+
+
+def test_schedules_are_explicit() -> None:
+    lin = schedule({"schedule": "linear", "start": 1.0, "end": 0.0}, "lr", None)
+    assert lin(1.0) == 1.0 and lin(0.5) == 0.5 and lin(0.0) == 0.0
+    assert schedule({"schedule": "constant", "value": 0.2}, "lr", None)(0.3) == 0.2
+    assert schedule(3e-4, "lr", None) == 3e-4
+    with pytest.raises(ConfigError, match="schedule"):
+        schedule("lin_3e-4", "learning_rate", None)  # zoo's string form would need eval: refused
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    ({"algo": "a2c"}, "algo"),
+    ({"env": "powerrl/Nope-v0"}, "env"),
+    ({"overrides": {"n_step": 32}}, "n_step"),
+    ({"overrides": {"policy_kwargs": {"activation_fn": "swish"}}}, "activation_fn"),
+    ({"eval": {"scenario": "nodedvfs-day22", "days": [22]}}, "held-out"),
+    ({"eval": {"scenario": "clusterbudget-day22"}}, "eval.scenario"),
+    ({"total_timesteps": -5}, "total_timesteps"),
+    ({"env_config": {"n_domains": 0}}, "n_domains"),
+    ({"action_head": "budget_allocation"}, "action_head"),
+    ({"learning_rate": 1e-3}, "learning_rate"),
+])
+def test_bad_experiments_name_the_key(tmp_path: Path, change: dict, match: str) -> None:
+    data = {**TINY, **change}
+    with pytest.raises(ConfigError, match=match) as info:
+        load_experiment(write(tmp_path, data))
+    assert "exp.yaml" in str(info.value) or "ppo.yaml" in str(info.value)
+
+
+def test_unknown_experiment_lists_the_shipped_ones() -> None:
+    with pytest.raises(ConfigError, match="nodedvfs-ppo"):
+        load_experiment("no-such-experiment")
+
+
+# -- the VecEnv adapter ------------------------------------------------------------------------------
+def test_vec_env_autoreset_and_episode_info() -> None:
+    cfg = make_config("powerrl/NodeDVFS-v0", {"episode_s": 1.0, "dt_s": 0.2})  # 5 steps
+    env = PowerrlVecEnv("powerrl/NodeDVFS-v0", 3, cfg, "default", seed=1)
+    obs = env.reset()
+    assert obs.shape == (3, env.observation_space.shape[0])
+    top = np.full((3, 2), 10)
+    for _ in range(4):
+        obs, rew, done, infos = env.step(top)
+        assert not done.any() and infos == [{}, {}, {}]
+    obs, rew, done, infos = env.step(top)
+    assert done.all() and rew.dtype == np.float32
+    for info in infos:
+        assert info["TimeLimit.truncated"] is True
+        assert info["terminal_observation"].shape == obs.shape[1:]
+        assert info["episode"]["l"] == 5
+    stats = env.pop_stats()
+    assert stats["shield/intervention_rate"] == 0.0 and stats["env/power_w"] > 0.0
+    assert env.pop_stats() == {}
+
+
+def test_vec_env_same_seed_same_episodes() -> None:
+    cfg = make_config("powerrl/NodeDVFS-v0", {"episode_s": 1.0})
+    runs = []
+    for _ in range(2):
+        env = PowerrlVecEnv("powerrl/NodeDVFS-v0", 2, cfg, "default", seed=7)
+        out = [env.reset()]
+        for _ in range(15):
+            out.append(env.step(np.zeros((2, 2), dtype=np.int64))[0])
+        runs.append(np.stack(out))
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_joint_discrete_decodes_c_order_and_masks_are_per_copy() -> None:
+    cfg = make_config("powerrl/NodeDVFS-v0", {"episode_s": 1.0})
+    env = PowerrlVecEnv("powerrl/NodeDVFS-v0", 2, cfg, "default", seed=0, joint_discrete=True)
+    n = int(env.env_action_space.nvec[0])
+    assert env.action_space == spaces.Discrete(n * n)
+    np.testing.assert_array_equal(env.decode(np.array([0, n * 3 + 2])), [[0, 0], [3, 2]])
+    env.reset()
+    masks = env.env_method("action_masks")
+    assert len(masks) == 2 and masks[0].shape == (2 * n,) and masks[0].dtype == bool
+    assert env.has_attr("action_masks")
+    cb = PowerrlVecEnv("powerrl/ClusterBudget-v0", 1, make_config("powerrl/ClusterBudget-v0", {}), "default")
+    assert not cb.has_attr("action_masks")
+
+
+# -- the allocation head -----------------------------------------------------------------------------
+def _cluster(n_envs: int = 4) -> PowerrlVecEnv:
+    cfg = make_config("powerrl/ClusterBudget-v0", {"episode_s": 60.0})
+    return PowerrlVecEnv("powerrl/ClusterBudget-v0", n_envs, cfg, "default", seed=0, action_head="budget_allocation")
+
+
+def test_head_caps_respect_bases_maxima_pdus_and_budget() -> None:
+    env = _cluster()
+    head = env.head
+    assert isinstance(head, BudgetAllocationHead)
+    rng = np.random.default_rng(0)
+    obs = env.reset()
+    core = env.core
+    b = resolve_shield_config("default").budget
+    base_w = core.idle_w + np.asarray(b.base_frac)[core.priority] * (core.busy_w - core.idle_w)
+    for _ in range(40):
+        z = np.clip(rng.normal(0.3, 1.0, (4, core.n)), -2, 2)
+        a = head(obs, z)
+        caps = core.idle_w + 0.5 * (a.astype(np.float64) + 1.0) * (core.busy_w - core.idle_w)
+        assert (caps >= base_w).all() and (caps <= core.busy_w).all()
+        budget = obs[:, -4].astype(np.float64) * core.busy_total_w
+        assert (caps.sum(axis=1) <= budget * (1 - b.reserve_frac)).all()
+        pdu_w = np.stack([np.bincount(core.pdu, weights=c) for c in caps])
+        assert (pdu_w <= core.pdu_limit_w).all()
+        obs, _, _, _ = env.step(z)
+    assert env.pop_stats()["shield/intervention_rate"] == 0.0  # nothing left for the shield to correct
+
+
+def test_head_torch_twin_matches_numpy() -> None:
+    env = _cluster(2)
+    obs = env.reset()
+    rng = np.random.default_rng(1)
+    z = rng.uniform(-1.5, 1.5, (64, env.core.n)).astype(np.float32)
+    o = np.repeat(obs[:1], 64, axis=0)
+    o[:, -4] = rng.uniform(0.3, 1.0, 64)
+    want = env.head(o, z)
+    got = env.head.torch_module()(torch.from_numpy(o), torch.from_numpy(z)).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_head_only_for_cluster_budget() -> None:
+    nd = PowerrlVecEnv("powerrl/NodeDVFS-v0", 1, make_config("powerrl/NodeDVFS-v0", {}), "default")
+    with pytest.raises(ValueError, match="ClusterBudget"):
+        make_head("budget_allocation", nd.core, nd.senv.shield_config)
+
+
+# -- end to end ------------------------------------------------------------------------------------
+def test_train_tiny_run_records_everything_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    exp = write(tmp_path, TINY)
+    out = tmp_path / "run"
+    assert main(["train", str(exp), "--out", str(out), "--seed", "2"]) == 0
+    for f in ("run.yaml", "model.zip", "vecnormalize.pkl", "best/model.zip", "best/vecnormalize.pkl", "eval.csv",
+              "checkpoints/model_128_steps.zip", "checkpoints/vecnormalize_128_steps.pkl"):
+        assert (out / f).is_file(), f
+    assert list((out / "tb").rglob("events.out.tfevents.*"))
+    docs = list(yaml.safe_load_all((out / "run.yaml").read_text()))
+    rec = {k: v for d in docs for k, v in d.items()} if len(docs) > 1 else docs[0]
+    assert rec["env_id"] == "powerrl/NodeDVFS-v0" and rec["seed"] == 2 and rec["algo"] == "ppo"
+    assert rec["command"].startswith("powerrl train") and "--seed 2" in rec["command"]
+    assert rec["git_revision"] and rec["versions"]["stable-baselines3"]
+    assert rec["hyperparams"]["n_steps"] == 32 and rec["action_nvec"] == [11, 11]
+    assert rec["timesteps"] >= 256
+    rows = list(csv.DictReader((out / "eval.csv").open()))
+    assert len(rows) >= 2 and "energy_kwh" in rows[0] and "shield_intervention_rate" in rows[0]
+    # Same folder again without --resume: refused, nothing overwritten.
+    mtime = (out / "model.zip").stat().st_mtime
+    assert main(["train", str(exp), "--out", str(out)]) == 2
+    assert (out / "model.zip").stat().st_mtime == mtime
+    assert "--resume" in capsys.readouterr().err
+    # Resume from the checkpoint into a new folder, to a larger budget.
+    out2 = tmp_path / "run2"
+    ckpt = out / "checkpoints" / "model_128_steps.zip"
+    assert main(["train", str(exp), "--out", str(out2), "--resume", str(ckpt), "--total-timesteps", "384",
+                 "--no-eval", "--quiet"]) == 0
+    rec2 = {k: v for d in yaml.safe_load_all((out2 / "run.yaml").read_text()) for k, v in d.items()}
+    assert rec2["resumed_from"] == str(ckpt) and rec2["timesteps"] >= 384
+    vn = VecNormalize.load(str(out2 / "vecnormalize.pkl"), PowerrlVecEnv(
+        "powerrl/NodeDVFS-v0", 1, make_config("powerrl/NodeDVFS-v0", {}), "default"))
+    assert vn.obs_rms.count > 384  # the resumed normaliser kept the checkpoint's statistics
+
+
+def test_train_bad_resume_is_a_clean_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    exp = write(tmp_path, TINY)
+    assert main(["train", str(exp), "--out", str(tmp_path / "r"), "--resume", str(tmp_path / "none.zip")]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_train_dqn_and_maskable_ppo_run(tmp_path: Path) -> None:
+    for algo, over in (("dqn", {"n_envs": 2, "learning_starts": 32, "batch_size": 16, "train_freq": 4,
+                                "buffer_size": 1000, "policy_kwargs": {"net_arch": [8]}}),
+                       ("maskable_ppo", {"n_envs": 2, "n_steps": 32, "batch_size": 32, "n_epochs": 1,
+                                         "policy_kwargs": {"net_arch": [8]}})):
+        data = {**TINY, "algo": algo, "hyperparams": algo, "overrides": over, "total_timesteps": 96, "eval": None}
+        out = tmp_path / algo
+        assert main(["train", str(write(tmp_path, data, f"{algo}.yaml")), "--out", str(out), "--quiet"]) == 0
+        assert (out / "model.zip").is_file()
+
+
+def test_train_sac_with_head_runs(tmp_path: Path) -> None:
+    data = {**TINY, "env": "powerrl/ClusterBudget-v0", "env_config": {"episode_s": 20.0, "n_nodes": 8,
+                                                                     "nodes_per_rack": 4},
+            "algo": "sac", "hyperparams": "sac", "action_head": "budget_allocation", "total_timesteps": 64,
+            "overrides": {"n_envs": 2, "learning_starts": 16, "batch_size": 16, "buffer_size": 500,
+                          "policy_kwargs": {"net_arch": [8]}},
+            "eval": {"scenario": "clusterbudget-day22", "days": [20], "start_h": 10.0, "duration_h": 0.005,
+                     "every_steps": 0}}
+    out = tmp_path / "sac"
+    assert main(["train", str(write(tmp_path, data)), "--out", str(out), "--quiet"]) == 0
+    rec = {k: v for d in yaml.safe_load_all((out / "run.yaml").read_text()) for k, v in d.items()}
+    assert rec["action_head"] == "budget_allocation" and len(rec["action_head_params"]["idle_w"]) == 8
+    assert rec["final_eval"]["shield_intervention_rate"] == 0.0
