@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "powerrl.shield_cli",
     "powerrl.eval.cli",
     "powerrl.agents.train",
+    "powerrl.agents.export",
 )
 
 

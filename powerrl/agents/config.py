@@ -314,7 +314,8 @@ def load_experiment(path: str | Path, total_timesteps: int | None = None, seed: 
     return Experiment(name=str(data.get("name", p.stem)), env_id=env_id, env_config=env_cfg_raw, shield=shield,
                       algo=algo, hyperparams_file=str(hp_path), hyperparams=hp, n_envs=n_envs, total_timesteps=total,
                       normalize=normalize, policy=str(hp.get("policy", "MlpPolicy")), seed=run_seed, eval=ev,
-                      checkpoint_every_steps=ckpt, action_head=head, source=src, description=str(data.get("description", "")))
+                      checkpoint_every_steps=ckpt, action_head=head, source=src,
+                      description=str(data.get("description", "")))
 
 
 HELDOUT_DAYS = range(22, 29)

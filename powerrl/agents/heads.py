@@ -100,6 +100,15 @@ class BudgetAllocationHead:
         head = self
 
         class _Head(torch.nn.Module):
+            idle: torch.Tensor
+            dyn: torch.Tensor
+            lo: torch.Tensor
+            hi: torch.Tensor
+            onehot: torch.Tensor
+            pdu_limit: torch.Tensor
+            lo_action: torch.Tensor
+            hi_action: torch.Tensor
+
             def __init__(self) -> None:
                 super().__init__()
                 f = torch.float64

@@ -135,7 +135,7 @@ def evaluate(model: Any, vecnorm: Any, exp: Experiment, scenario: Any, nvec: np.
         out = run_group(scenario, seed, [spec])["policy"]
         per_seed.append(combine_days(out["days"], out["hists"]))
     keys = [k for k, v in per_seed[0].items() if v is not None]
-    return {k: float(np.mean([float(s[k]) for s in per_seed if s[k] is not None])) for k in keys}
+    return {k: float(np.mean([float(v) for s in per_seed if (v := s[k]) is not None])) for k in keys}
 
 
 def _fmt_s(s: float) -> str:
@@ -157,8 +157,8 @@ def _callback(exp: Experiment, run_dir: Path, venv: PowerrlVecEnv, vecnorm: Any,
             self.t0 = time.perf_counter()
             self.last_print = self.t0
             self.start_steps = 0
-            self.next_ckpt = exp.checkpoint_every_steps
-            self.next_eval = exp.eval.every_steps if exp.eval and exp.eval.every_steps else None
+            self.next_ckpt: int | None = exp.checkpoint_every_steps
+            self.next_eval: int | None = exp.eval.every_steps if exp.eval and exp.eval.every_steps else None
             self.best_reward = -np.inf
             self.last_stats: dict[str, float] = {}
             self.last_eval: tuple[int, dict[str, float]] | None = None
@@ -293,6 +293,7 @@ def train(exp: Experiment, run_dir: Path, command: str, argv: list[str], resume:
         yaml.safe_dump(record, fh, sort_keys=False)
     cls = algo_class(exp.algo)
     kwargs = algo_kwargs(exp.algo, exp.hyperparams, exp.hyperparams_file)
+    vecnorm: VecNormalize | None
     if resume is not None:
         model_path, norm_path = resume_paths(resume)
         if norm_path is not None:
