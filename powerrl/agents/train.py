@@ -308,7 +308,9 @@ def train(exp: Experiment, run_dir: Path, command: str, argv: list[str], resume:
     else:
         vecnorm = VecNormalize(venv, **exp.normalize) if exp.normalize else None
         env = vecnorm if vecnorm is not None else venv
-        model = cls(exp.policy, env, seed=exp.seed, device="cpu", verbose=0, tensorboard_log=str(run_dir / "tb"),
+        from powerrl.agents.policies import POLICIES
+
+        model = cls(POLICIES.get(exp.policy, exp.policy), env, seed=exp.seed, device="cpu", verbose=0, tensorboard_log=str(run_dir / "tb"),
                     **kwargs)
         remaining = exp.total_timesteps
         reset = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -252,3 +253,44 @@ def test_train_sac_with_head_runs(tmp_path: Path) -> None:
     rec = {k: v for d in yaml.safe_load_all((out / "run.yaml").read_text()) for k, v in d.items()}
     assert rec["action_head"] == "budget_allocation" and len(rec["action_head_params"]["idle_w"]) == 8
     assert rec["final_eval"]["shield_intervention_rate"] == 0.0
+
+
+# -- the node-shared policy ---------------------------------------------------------------------------
+def test_node_shared_policy_is_permutation_equivariant_and_exports(tmp_path: Path) -> None:
+    from powerrl.agents.policies import NodeSharedPolicy
+
+    data = {**TINY, "env": "powerrl/ClusterBudget-v0", "env_config": {"episode_s": 20.0},
+            "action_head": "budget_allocation", "total_timesteps": 64, "eval": None,
+            "overrides": {"n_envs": 2, "n_steps": 32, "batch_size": 64, "n_epochs": 1, "policy": "NodeSharedPolicy",
+                          "policy_kwargs": {"hidden": [8, 8], "log_std_init": -1.0}}}
+    out = tmp_path / "ns"
+    assert main(["train", str(write(tmp_path, data)), "--out", str(out), "--quiet", "--n-envs", "2"]) == 0
+    from stable_baselines3 import PPO
+
+    model = PPO.load(str(out / "model.zip"), device="cpu")
+    assert isinstance(model.policy, NodeSharedPolicy)
+    n, f = 64, 6
+    rng = np.random.default_rng(0)
+    obs = rng.uniform(0, 1, (3, n * f + 4)).astype(np.float32)
+    perm = rng.permutation(n)
+    permuted = obs.copy()
+    permuted[:, : n * f] = obs[:, : n * f].reshape(3, n, f)[:, perm].reshape(3, n * f)
+    with torch.no_grad():
+        a = model.policy.mlp_extractor.forward_actor(torch.from_numpy(obs)).numpy()
+        b = model.policy.mlp_extractor.forward_actor(torch.from_numpy(permuted)).numpy()
+        va = model.policy.predict_values(torch.from_numpy(obs)).numpy()
+        vb = model.policy.predict_values(torch.from_numpy(permuted)).numpy()
+    np.testing.assert_allclose(b, a[:, perm], atol=1e-6)  # a node's score follows the node
+    np.testing.assert_allclose(va, vb, atol=1e-5)  # the value ignores node order
+    assert main(["export", str(out), "--out", str(tmp_path / "p.onnx")]) == 0
+    meta = json.loads((tmp_path / "p.json").read_text())
+    assert meta["action_head"] is not None
+
+
+def test_node_shared_policy_rejects_a_mismatched_layout() -> None:
+    from gymnasium import spaces as sp
+
+    from powerrl.agents.policies import NodeSharedPolicy
+
+    with pytest.raises(ValueError, match="NodeSharedPolicy"):
+        NodeSharedPolicy(sp.Box(-1, 1, (19,)), sp.Box(-1, 1, (3,)), lambda _: 1e-3)
