@@ -9,7 +9,7 @@ PIP        := $(PY) -m pip
 STAMP      := $(VENV)/.powerrl-installed
 DEMO_OUT   ?= out/demo
 
-.PHONY: install build demo test test-all test-debug bench lint docs tune clean
+.PHONY: install build demo test test-all test-debug bench lint docs tune policies clean
 
 $(PY):
 	@test -n "$(PYTHON)" || { echo "error: no python3.11 or python3 on PATH; install Python >= 3.11 or pass PYTHON=/path/to/python"; exit 1; }
@@ -70,6 +70,14 @@ tune: build
 	for b in proportional priority_proportional dynamo; do $(TUNE) $$b $(CLUS_TUNE) || exit 1; done
 	$(TUNE) efficiency $(CLUS_TUNE) --grid high_ratio=1.3 --grid boost_frac=0.15
 	for b in no_deferral carbon_threshold carbon_forecast; do $(TUNE) $$b $(DC_TUNE) || exit 1; done
+
+# Retrain and re-export the shipped policies (docs/training.md) into powerrl/data/policies; each run
+# keeps its folder under runs/. About 40 minutes on 2 cores.
+POLICY_EXPERIMENTS ?= nodedvfs:nodedvfs-ppo clusterbudget:clusterbudget-ppo datacenter:datacenter-ppo
+policies: build
+	stamp=$$(date +%Y%m%d-%H%M%S); for pair in $(POLICY_EXPERIMENTS); do env=$${pair%%:*}; exp=$${pair#*:}; \
+	  $(VENV)/bin/powerrl train $$exp --out runs/$$env-v0-$$stamp && \
+	  $(VENV)/bin/powerrl export runs/$$env-v0-$$stamp --out powerrl/data/policies/$$env-v0.onnx || exit 1; done
 
 clean:
 	rm -rf build powerrl/_core/*.so powerrl/_core/*.c *.egg-info
