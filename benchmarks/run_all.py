@@ -28,8 +28,12 @@ QUICK: list[list[str]] = [
     ["shield_budget.py"],
     ["shield_fuzz.py", "--scale", "0.1"],
     ["compare_headroom.py"],
+    ["policy_inference.py"],
+    ["train_throughput.py", "--steps", "100000", "--n-envs", "64", "--dummy-steps", "5000"],
 ]
 FULL: list[list[str]] = [
+    ["train_throughput.py"],
+    ["policy_goals.py"],
     ["datacenter_week.py"],
     ["sampler_jitter.py"],
     ["shield_fuzz.py"],

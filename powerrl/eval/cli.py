@@ -14,6 +14,14 @@ import yaml
 from powerrl.errors import ConfigError
 
 
+def observation_dim(sc: Any) -> int:
+    """Length of the observation of a scenario's env."""
+    from powerrl.eval.runner import VECTOR_ENVS
+
+    env = VECTOR_ENVS[sc.env_id](1, **sc.env_kwargs())
+    return int(env.single_observation_space.shape[0])
+
+
 def _seeds(args: argparse.Namespace) -> list[int]:
     if args.seeds < 1:
         raise ConfigError("--seeds", args.seeds, "an integer >= 1 (seeds per scenario)")
@@ -42,7 +50,8 @@ def _compare(args: argparse.Namespace) -> int:
     controllers.check_refs(refs)
     scenarios = resolve_scenarios(args.scenarios or ["default"])  # every file read and checked before any work
     tuned = controllers.load_tuned(args.tuned)
-    specs = {sc.name: controllers.controllers_for(sc.env_id, refs, tuned, untuned=args.untuned) for sc in scenarios}
+    specs = {sc.name: controllers.controllers_for(sc.env_id, refs, tuned, untuned=args.untuned,
+                                                  observation_dim=observation_dim(sc)) for sc in scenarios}
     for sc in scenarios:
         if not specs[sc.name]:
             raise ConfigError("--controllers", refs, f"at least one controller that drives {sc.env_id} "

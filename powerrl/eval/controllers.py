@@ -38,6 +38,12 @@ def _is_policy(ref: str) -> bool:
     return ref.endswith(POLICY_SUFFIXES) or "/" in ref
 
 
+def _fits(policy: str, observation_dim: int) -> bool:
+    from powerrl.eval.policy_file import read_metadata
+
+    return int(read_metadata(policy)["observation_dim"]) == observation_dim
+
+
 def check_refs(refs: list[str]) -> None:
     """Fail before any work on a reference that is neither a set, a registered name nor a policy file."""
     for ref in refs:
@@ -53,10 +59,16 @@ def check_refs(refs: list[str]) -> None:
 
 
 def controllers_for(env_id: str, refs: list[str], tuned: dict[str, dict[str, Any]], untuned: bool = False,
-                    params: dict[str, dict[str, Any]] | None = None) -> list[ControllerSpec]:
-    """The controller specs of ``refs`` that drive ``env_id``, with tuned (or given) parameters."""
+                    params: dict[str, dict[str, Any]] | None = None, observation_dim: int | None = None
+                    ) -> list[ControllerSpec]:
+    """The controller specs of ``refs`` that drive ``env_id``, with tuned (or given) parameters.
+
+    ``observation_dim`` (the scenario's): shipped policies that ``all`` brings in but that were
+    trained on another env size are left out (a policy file named explicitly still fails loudly).
+    """
     names: list[str] = []
     policies: list[str] = []
+    shipped: set[str] = set()
     for ref in refs:
         if ref in SETS:
             for n in controller_names():
@@ -64,7 +76,9 @@ def controllers_for(env_id: str, refs: list[str], tuned: dict[str, dict[str, Any
                 if k == "baseline" or (ref == "all" and k == "oracle"):
                     names.append(n)
             if ref == "all":
-                policies.extend(str(p) for p in sorted(SHIPPED_POLICIES.glob("*.onnx")))
+                found = [str(p) for p in sorted(SHIPPED_POLICIES.glob("*.onnx"))]
+                policies.extend(found)
+                shipped.update(found)
         elif _is_policy(ref):
             policies.append(ref)
         else:
@@ -97,6 +111,8 @@ def controllers_for(env_id: str, refs: list[str], tuned: dict[str, dict[str, Any
         if label in labels:
             label = str(path)
         spec = ControllerSpec(ref=path, label=label, kind="policy")
+        if path in shipped and observation_dim is not None and not _fits(path, observation_dim):
+            continue
         if spec.drives(env_id):
             specs.append(spec)
             labels.add(label)
