@@ -60,6 +60,8 @@ class EvalSpec:
         every_steps: env steps between evaluations (0 = only at the end).
         seeds: evaluation seeds (each a full pass over the days).
         allow_heldout: permit days 22-28 (monitoring only; documented as not for model selection).
+        select: the comparison metric that picks the best checkpoint (``reward`` = mean env reward,
+            or any key of :data:`powerrl.eval.metrics.METRICS`, in its better direction).
     """
 
     scenario: str
@@ -69,6 +71,7 @@ class EvalSpec:
     every_steps: int = 500_000
     seeds: int = 1
     allow_heldout: bool = False
+    select: str = "reward"
 
 
 @dataclass(frozen=True)
@@ -344,8 +347,15 @@ def _eval_spec(raw: Any, env_id: str, src: str) -> EvalSpec | None:
             raise ConfigError(f"eval.{key}", v, "hours in [0, 24]", src)
     every = _int(raw, "every_steps", 500_000, 0, src)
     seeds = _int(raw, "seeds", 1, 1, src)
+    from powerrl.eval.metrics import BY_KEY
+
+    select = raw.get("select", "reward")
+    if select not in BY_KEY or BY_KEY[select].better not in ("higher", "lower"):
+        raise ConfigError("eval.select", select, "a metric with a better direction: " + ", ".join(
+            k for k, m in BY_KEY.items() if m.better in ("higher", "lower")), src)
     spec = EvalSpec(scenario=str(raw["scenario"]), days=tuple(days), start_h=raw.get("start_h"),
-                    duration_h=raw.get("duration_h"), every_steps=every, seeds=seeds, allow_heldout=allow)
+                    duration_h=raw.get("duration_h"), every_steps=every, seeds=seeds, allow_heldout=allow,
+                    select=str(select))
     from powerrl.eval.scenario import load_scenario
 
     sc = load_scenario(spec.scenario)

@@ -223,9 +223,10 @@ def _callback(exp: Experiment, run_dir: Path, venv: PowerrlVecEnv, vecnorm: Any,
                 if new:
                     w.writeheader()
                 w.writerow(row)
-            best = m.get("reward", -np.inf) > self.best_reward
+            score = selection_score(m, exp.eval.select)  # type: ignore[union-attr]
+            best = score > self.best_reward
             if best:
-                self.best_reward = m["reward"]
+                self.best_reward = score
                 save_model(self.model, vecnorm, run_dir / "best", "")
             if not quiet:
                 shown = ("reward", "energy_kwh", "sla_violation_rate", "priority_weighted_work", "carbon_kg",
@@ -237,6 +238,16 @@ def _callback(exp: Experiment, run_dir: Path, venv: PowerrlVecEnv, vecnorm: Any,
             return m
 
     return TrainCallback()
+
+
+def selection_score(metrics: dict[str, float], key: str) -> float:
+    """The evaluation's score for checkpoint selection: ``key``'s value, negated when lower is better."""
+    from powerrl.eval.metrics import BY_KEY
+
+    value = metrics.get(key)
+    if value is None or not np.isfinite(value):
+        return -np.inf
+    return float(value) if BY_KEY[key].better == "higher" else -float(value)
 
 
 def save_model(model: Any, vecnorm: Any, folder: Path, suffix: str) -> None:
@@ -310,7 +321,8 @@ def train(exp: Experiment, run_dir: Path, command: str, argv: list[str], resume:
         env = vecnorm if vecnorm is not None else venv
         from powerrl.agents.policies import POLICIES
 
-        model = cls(POLICIES.get(exp.policy, exp.policy), env, seed=exp.seed, device="cpu", verbose=0, tensorboard_log=str(run_dir / "tb"),
+        model = cls(POLICIES.get(exp.policy, exp.policy), env, seed=exp.seed, device="cpu", verbose=0,
+                    tensorboard_log=str(run_dir / "tb"),
                     **kwargs)
         remaining = exp.total_timesteps
         reset = True

@@ -78,6 +78,7 @@ def test_schedules_are_explicit() -> None:
     ({"overrides": {"policy_kwargs": {"activation_fn": "swish"}}}, "activation_fn"),
     ({"eval": {"scenario": "nodedvfs-day22", "days": [22]}}, "held-out"),
     ({"eval": {"scenario": "clusterbudget-day22"}}, "eval.scenario"),
+    ({"eval": {"scenario": "nodedvfs-day22", "select": "deferred_left"}}, "eval.select"),
     ({"total_timesteps": -5}, "total_timesteps"),
     ({"env_config": {"n_domains": 0}}, "n_domains"),
     ({"action_head": "budget_allocation"}, "action_head"),
@@ -88,6 +89,15 @@ def test_bad_experiments_name_the_key(tmp_path: Path, change: dict, match: str) 
     with pytest.raises(ConfigError, match=match) as info:
         load_experiment(write(tmp_path, data))
     assert "exp.yaml" in str(info.value) or "ppo.yaml" in str(info.value)
+
+
+def test_checkpoint_selection_follows_the_metric_direction() -> None:
+    from powerrl.agents.train import selection_score
+
+    assert selection_score({"priority_weighted_work": 5.0}, "priority_weighted_work") == 5.0
+    assert selection_score({"carbon_kg": 5.0}, "carbon_kg") == -5.0  # lower is better
+    assert selection_score({"carbon_kg": float("nan")}, "carbon_kg") == float("-inf")
+    assert selection_score({}, "reward") == float("-inf")
 
 
 def test_unknown_experiment_lists_the_shipped_ones() -> None:
