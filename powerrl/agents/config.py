@@ -39,6 +39,15 @@ from powerrl.errors import ConfigError
 #: The repository's config folders (configs/agents, configs/experiments); YAML names resolve there.
 CONFIG_ROOT = Path(__file__).resolve().parents[2] / "configs"
 ALGOS = ("ppo", "maskable_ppo", "sac", "dqn")
+#: Algorithms each env's action space admits: P-states are MultiDiscrete (DQN through the joint
+#: index), caps and setpoints are Box.
+ALGOS_FOR: dict[str, tuple[str, ...]] = {
+    "powerrl/NodeDVFS-v0": ("ppo", "maskable_ppo", "dqn"),
+    "powerrl/ClusterBudget-v0": ("ppo", "sac"),
+    "powerrl/Datacenter-v0": ("ppo", "sac"),
+}
+#: SB3's policy names for vector observations.
+SB3_POLICIES = ("MlpPolicy",)
 #: Keys of a hyperparameter block that are not algorithm arguments.
 RUN_KEYS = ("n_envs", "n_timesteps", "normalize", "policy")
 NORMALIZE_KEYS = ("norm_obs", "norm_reward", "clip_obs", "clip_reward", "gamma", "epsilon")
@@ -153,6 +162,9 @@ def load_hyperparams(path: Path, env_id: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError("", data, "a mapping with a 'default' block and per-env blocks", str(path))
     for key, block in data.items():
+        if key != "default" and key not in ENV_CONFIGS:
+            raise ConfigError(str(key), "...", "a block named 'default' or an env id (" + ", ".join(ENV_CONFIGS)
+                              + "): a misspelled env block would silently fall back to 'default'", str(path))
         if not isinstance(block, dict):
             raise ConfigError(str(key), block, "a mapping of hyperparameters", str(path))
     merged = copy.deepcopy(data.get("default", {}))
@@ -227,11 +239,14 @@ def policy_kwargs(raw: Any, source: str | None) -> dict[str, Any]:
 def algo_kwargs(algo: str, hp: dict[str, Any], source: str | None) -> dict[str, Any]:
     """The algorithm's keyword arguments from a merged hyperparameter block, each key checked."""
     cls = algo_class(algo)
-    allowed = set(inspect.signature(cls.__init__).parameters) - {"self", "policy", *RESERVED}
+    params = inspect.signature(cls.__init__).parameters
+    allowed = set(params) - {"self", "policy", *RESERVED}
     kwargs: dict[str, Any] = {}
     for key, value in hp.items():
         if key in RUN_KEYS:
             continue
+        if key in allowed:
+            value = _numeric(key, value, params[key].default, source)
         if key not in allowed:
             raise ConfigError(key, value, f"a {cls.__name__} argument (one of {', '.join(sorted(allowed))}) "
                               f"or one of {', '.join(RUN_KEYS)}", source)
@@ -244,6 +259,24 @@ def algo_kwargs(algo: str, hp: dict[str, Any], source: str | None) -> dict[str, 
         else:
             kwargs[key] = value
     return kwargs
+
+
+def _numeric(key: str, value: Any, default: Any, source: str | None) -> Any:
+    """``value`` for an argument whose default is a number: numbers pass, numeric strings are read.
+
+    PyYAML reads ``1e-3`` (no dot) as a string; SB3 would only fail on it mid-training.
+    """
+    if isinstance(default, bool) or not isinstance(default, (int, float)) or isinstance(value, (bool, dict)):
+        return value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(key, value, f"a number like {default!r}", source) from None
+        return int(number) if isinstance(default, int) and number.is_integer() else number
+    if not isinstance(value, (int, float)):
+        raise ConfigError(key, value, f"a number like {default!r}", source)
+    return value
 
 
 def _int(data: dict[str, Any], key: str, default: Any, lo: int, source: str) -> int:
@@ -264,7 +297,7 @@ def load_experiment(path: str | Path, total_timesteps: int | None = None, seed: 
         if key not in known:
             raise ConfigError(key, data[key], "one of " + ", ".join(sorted(known)), src)
     env_id = data.get("env")
-    if env_id not in ENV_CONFIGS:
+    if not isinstance(env_id, str) or env_id not in ENV_CONFIGS:
         raise ConfigError("env", env_id, "one of " + ", ".join(ENV_CONFIGS), src)
     env_cfg_raw = data.get("env_config", {})
     if isinstance(env_cfg_raw, str):
@@ -278,8 +311,11 @@ def load_experiment(path: str | Path, total_timesteps: int | None = None, seed: 
         raise ConfigError("env_config", env_cfg_raw, "a mapping of env settings or a configs/envs YAML path", src)
     make_config(env_id, env_cfg_raw, source=src)  # validate now: a typo fails before training
     algo = data.get("algo", "ppo")
-    if algo not in ALGOS:
+    if not isinstance(algo, str) or algo not in ALGOS:
         raise ConfigError("algo", algo, "one of " + ", ".join(ALGOS), src)
+    if algo not in ALGOS_FOR[env_id]:
+        raise ConfigError("algo", algo, f"an algorithm for {env_id}'s action space: " + ", ".join(ALGOS_FOR[env_id]),
+                          src)
     hp_path = resolve_yaml(str(data.get("hyperparams", algo)), "agents")
     hp = load_hyperparams(hp_path, env_id)
     overrides = data.get("overrides") or {}
@@ -299,6 +335,27 @@ def load_experiment(path: str | Path, total_timesteps: int | None = None, seed: 
     if not isinstance(normalize, dict) or any(k not in NORMALIZE_KEYS for k in normalize):
         raise ConfigError("normalize", normalize, "true/false or a mapping of " + ", ".join(NORMALIZE_KEYS),
                           str(hp_path))
+    normalize = dict(normalize)
+    for key in ("norm_obs", "norm_reward"):
+        if key in normalize and not isinstance(normalize[key], bool):
+            raise ConfigError(f"normalize.{key}", normalize[key], "true or false", str(hp_path))
+    for key in ("clip_obs", "clip_reward", "gamma", "epsilon"):
+        if key in normalize:
+            v = _numeric(f"normalize.{key}", normalize[key], 1.0, str(hp_path))
+            if not isinstance(v, (int, float)) or v <= 0:
+                raise ConfigError(f"normalize.{key}", normalize[key], "a positive number", str(hp_path))
+            normalize[key] = float(v)
+    if normalize.get("norm_reward") and "gamma" not in normalize and "gamma" in hp:
+        # Like rl-baselines3-zoo: the return normaliser discounts with the algorithm's gamma.
+        normalize["gamma"] = float(_numeric("gamma", hp["gamma"], 0.99, str(hp_path)))
+    policy = hp.get("policy", "MlpPolicy")
+    from powerrl.agents.policies import POLICIES, policy_fits
+
+    if not isinstance(policy, str) or (policy not in POLICIES and policy not in SB3_POLICIES):
+        raise ConfigError("policy", policy, "one of " + ", ".join([*SB3_POLICIES, *POLICIES]), str(hp_path))
+    if policy in POLICIES and not policy_fits(policy, env_id):
+        raise ConfigError("policy", policy, f"a policy for {env_id} (NodeSharedPolicy drives "
+                          "powerrl/ClusterBudget-v0 with ppo)", str(hp_path))
     n_envs = _int(hp, "n_envs", 1, 1, str(hp_path))
     steps = total_timesteps if total_timesteps is not None else data.get("total_timesteps", hp.get("n_timesteps"))
     if steps is None:
@@ -314,11 +371,20 @@ def load_experiment(path: str | Path, total_timesteps: int | None = None, seed: 
     if head is not None and (head not in HEADS or env_id != "powerrl/ClusterBudget-v0" or algo == "dqn"):
         raise ConfigError("action_head", head, "null, or budget_allocation with ppo/sac on powerrl/ClusterBudget-v0",
                           src)
-    return Experiment(name=str(data.get("name", p.stem)), env_id=env_id, env_config=env_cfg_raw, shield=shield,
+    exp = Experiment(name=str(data.get("name", p.stem)), env_id=env_id, env_config=env_cfg_raw, shield=shield,
                       algo=algo, hyperparams_file=str(hp_path), hyperparams=hp, n_envs=n_envs, total_timesteps=total,
-                      normalize=normalize, policy=str(hp.get("policy", "MlpPolicy")), seed=run_seed, eval=ev,
+                      normalize=normalize, policy=policy, seed=run_seed, eval=ev,
                       checkpoint_every_steps=ckpt, action_head=head, source=src,
                       description=str(data.get("description", "")))
+    if exp.eval is not None:
+        from powerrl.agents.train import eval_scenario
+        from powerrl.errors import PowerrlError
+
+        try:
+            eval_scenario(exp)  # days inside the trace, a window that fits: before anything runs
+        except PowerrlError as exc:
+            raise ConfigError("eval", data.get("eval"), f"an evaluation window on the trace ({exc})", src) from None
+    return exp
 
 
 HELDOUT_DAYS = range(22, 29)
@@ -327,7 +393,7 @@ HELDOUT_DAYS = range(22, 29)
 def _eval_spec(raw: Any, env_id: str, src: str) -> EvalSpec | None:
     if raw is None or raw is False:
         return None
-    if not isinstance(raw, dict) or "scenario" not in raw:
+    if not isinstance(raw, dict) or not isinstance(raw.get("scenario"), str):
         raise ConfigError("eval", raw, "a mapping with 'scenario' (and days, start_h, duration_h, every_steps)", src)
     keys = set(EvalSpec.__dataclass_fields__)
     for key in raw:
@@ -336,7 +402,9 @@ def _eval_spec(raw: Any, env_id: str, src: str) -> EvalSpec | None:
     days = raw.get("days", [20, 21])
     if not isinstance(days, list) or not days or not all(isinstance(d, int) and 1 <= d <= 28 for d in days):
         raise ConfigError("eval.days", days, "a list of trace days 1-28", src)
-    allow = bool(raw.get("allow_heldout", False))
+    allow = raw.get("allow_heldout", False)
+    if not isinstance(allow, bool):
+        raise ConfigError("eval.allow_heldout", allow, "true or false", src)
     if not allow and any(d in HELDOUT_DAYS for d in days):
         raise ConfigError("eval.days", days, "training-split days (1-21): days 22-28 are the held-out test days; "
                           "choosing a checkpoint on them tunes on the test set (set allow_heldout: true to "
@@ -350,7 +418,7 @@ def _eval_spec(raw: Any, env_id: str, src: str) -> EvalSpec | None:
     from powerrl.eval.metrics import BY_KEY
 
     select = raw.get("select", "reward")
-    if select not in BY_KEY or BY_KEY[select].better not in ("higher", "lower"):
+    if not isinstance(select, str) or select not in BY_KEY or BY_KEY[select].better not in ("higher", "lower"):
         raise ConfigError("eval.select", select, "a metric with a better direction: " + ", ".join(
             k for k, m in BY_KEY.items() if m.better in ("higher", "lower")), src)
     spec = EvalSpec(scenario=str(raw["scenario"]), days=tuple(days), start_h=raw.get("start_h"),

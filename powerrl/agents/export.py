@@ -674,9 +674,20 @@ def _export_cmd(args: argparse.Namespace) -> int:
     if out.suffix != ".onnx":
         raise ConfigError("--out", str(out), "a path ending in .onnx (the metadata goes beside it as .json)")
     run = load_run(Path(args.run), args.checkpoint)
-    export_loaded(run, out, opset=args.opset)
-    diff, ties = parity_report(run.model, out, run.obs_rms, run.clip_obs, run.epsilon)
-    discrete = not isinstance(run.action_space, spaces.Box)
+    # Export beside the target under a temporary name and check parity there: a policy that fails the
+    # check never replaces (or appears as) the requested file.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staged = out.with_name(f".{out.stem}.staged.onnx")
+    try:
+        export_loaded(run, staged, opset=args.opset)
+        diff, ties = parity_report(run.model, staged, run.obs_rms, run.clip_obs, run.epsilon)
+        discrete = not isinstance(run.action_space, spaces.Box)
+        if parity_ok(diff, discrete):
+            os.replace(staged.with_suffix(".json"), out.with_suffix(".json"))
+            os.replace(staged, out)
+    finally:
+        for leftover in (staged, staged.with_suffix(".json")):
+            leftover.unlink(missing_ok=True)
     print(f"exported {run.model_path} ({run.config['algo']}, {run.env_id})")
     print(f"  policy:   {out}")
     print(f"  metadata: {out.with_suffix('.json')}")

@@ -12,7 +12,8 @@ arithmetic, so an exported policy still maps raw observations to env actions.
 
 Pitfalls: the head reads the budget from the observation (``budget_frac``, float32), so it keeps a
 relative ``margin`` below the budget; a budget cut becomes visible one step late (the shield
-covers that step).
+covers that step). An announced grid cut is not in the observation: while the shield ramps the
+budget down ahead of it, the shield still trims the caps (those steps count as interventions).
 """
 
 from __future__ import annotations
@@ -55,8 +56,14 @@ class BudgetAllocationHead:
         self.reserve_frac = float(params["reserve_frac"])
         self.budget_index = int(params["budget_index"])
         self.onehot = np.eye(self.pdu_limit_w.size)[self.pdu]  # [n, P]
-        self.lo_action = 2.0 * self.lo - 1.0
-        self.hi_action = 2.0 * self.hi - 1.0
+        # Nudge inside [base, max] by ACTION_EPS, but never past the middle: with base == max (a
+        # valid shield config) the nudged bounds would cross and land below the base.
+        lo_a, hi_a = 2.0 * self.lo - 1.0, 2.0 * self.hi - 1.0
+        mid = 0.5 * (lo_a + hi_a)
+        self.lo_action = np.minimum(lo_a + ACTION_EPS, mid)
+        self.hi_action = np.maximum(hi_a - ACTION_EPS, mid)
+        #: The shield's own fixed budget (W, inf when it takes the env's): the head fits the smaller.
+        self.shield_budget_w = float(params.get("shield_budget_w") or np.inf)
 
     @classmethod
     def from_core(cls, core: Any, shield_cfg: Any) -> BudgetAllocationHead:
@@ -72,6 +79,7 @@ class BudgetAllocationHead:
                   "pdu_limit_w": np.asarray(core.pdu_limit_w, dtype=float).tolist(),
                   "busy_total_w": float(core.busy_total_w),
                   "reserve_frac": float(b.reserve_frac + b.critical_reserve_frac),
+                  "shield_budget_w": None if b.budget_w is None else float(b.budget_w),
                   "budget_index": int(core.obs.shape[1] - 4)}
         return cls(params)
 
@@ -85,13 +93,14 @@ class BudgetAllocationHead:
         pdu_spare = np.maximum(self.pdu_limit_w * (1.0 - MARGIN) - lo_w @ self.onehot, 0.0)
         pdu_scale = np.minimum(1.0, pdu_spare / np.maximum(pdu_extra, 1e-9))
         extra = extra * (pdu_scale @ self.onehot.T)
-        budget_w = np.asarray(obs, dtype=np.float64)[:, self.budget_index] * self.busy_total_w
+        budget_w = np.minimum(np.asarray(obs, dtype=np.float64)[:, self.budget_index] * self.busy_total_w,
+                              self.shield_budget_w)
         spare = np.maximum(budget_w * (1.0 - self.reserve_frac) * (1.0 - MARGIN) - lo_w.sum(), 0.0)
         scale = np.minimum(1.0, spare / np.maximum(extra.sum(axis=1), 1e-9))
         caps_w = lo_w + extra * scale[:, None]
         action = 2.0 * (caps_w - self.idle_w) / self.dyn_w - 1.0
-        # Nudge inside [base, max] by ACTION_EPS: float32 rounding must not put a cap a hair below its base.
-        return np.clip(action, self.lo_action + ACTION_EPS, self.hi_action - ACTION_EPS).astype(np.float32)
+        # float32 rounding must not put a cap a hair below its base: stay ACTION_EPS inside.
+        return np.clip(action, self.lo_action, self.hi_action).astype(np.float32)
 
     def torch_module(self) -> Any:
         """The same map as a ``torch.nn.Module`` ``(obs, scores) -> action`` (for ONNX export)."""
@@ -118,8 +127,8 @@ class BudgetAllocationHead:
                 self.register_buffer("hi", torch.tensor(head.hi, dtype=f))
                 self.register_buffer("onehot", torch.tensor(head.onehot, dtype=f))
                 self.register_buffer("pdu_limit", torch.tensor(head.pdu_limit_w, dtype=f))
-                self.register_buffer("lo_action", torch.tensor(head.lo_action + ACTION_EPS, dtype=f))
-                self.register_buffer("hi_action", torch.tensor(head.hi_action - ACTION_EPS, dtype=f))
+                self.register_buffer("lo_action", torch.tensor(head.lo_action, dtype=f))
+                self.register_buffer("hi_action", torch.tensor(head.hi_action, dtype=f))
 
             def forward(self, obs: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
                 z = torch.clamp(scores.to(torch.float64), -1.0, 1.0)
@@ -131,6 +140,8 @@ class BudgetAllocationHead:
                 pdu_scale = torch.clamp(pdu_spare / torch.clamp(pdu_extra, min=1e-9), max=1.0)
                 extra = extra * (pdu_scale @ self.onehot.T)
                 budget_w = obs[:, head.budget_index:head.budget_index + 1].to(torch.float64) * head.busy_total_w
+                if np.isfinite(head.shield_budget_w):
+                    budget_w = torch.clamp(budget_w, max=head.shield_budget_w)
                 spare = torch.clamp(budget_w * (1.0 - head.reserve_frac) * (1.0 - MARGIN) - lo_w.sum(), min=0.0)
                 scale = torch.clamp(spare / torch.clamp(extra.sum(dim=1, keepdim=True), min=1e-9), max=1.0)
                 caps_w = lo_w + extra * scale

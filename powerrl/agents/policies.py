@@ -119,3 +119,10 @@ class NodeSharedPolicy(ActorCriticPolicy):
 
 #: Policy classes that configs may name in ``policy:`` besides SB3's own strings.
 POLICIES: dict[str, type] = {"NodeSharedPolicy": NodeSharedPolicy}
+#: The envs each of them drives (their observation layout).
+POLICY_ENVS: dict[str, tuple[str, ...]] = {"NodeSharedPolicy": ("powerrl/ClusterBudget-v0",)}
+
+
+def policy_fits(name: str, env_id: str) -> bool:
+    """Whether policy class ``name`` fits ``env_id``'s observation layout."""
+    return env_id in POLICY_ENVS.get(name, ())

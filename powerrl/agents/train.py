@@ -34,9 +34,12 @@ from powerrl.agents.config import Experiment, algo_class, algo_kwargs
 from powerrl.agents.vec_env import PowerrlVecEnv
 from powerrl.control import Controller, ControlTarget
 from powerrl.errors import ConfigError
+from powerrl.eval.metrics import METRIC_KEYS
 
 #: Seconds between progress lines on the terminal.
 PROGRESS_EVERY_S = 15.0
+#: Columns of ``eval.csv``: the step count and every comparison metric.
+EVAL_COLUMNS = ["steps", *METRIC_KEYS]
 
 
 def git_revision() -> str:
@@ -119,6 +122,21 @@ def eval_scenario(exp: Experiment) -> Any:
     return sc.with_days(tuple(ev.days))
 
 
+def check_eval_env(exp: Experiment, venv: PowerrlVecEnv) -> None:
+    """Fail before training when the evaluation env's spaces differ from the training env's."""
+    if exp.eval is None:
+        return
+    from powerrl.eval.runner import VECTOR_ENVS
+
+    sc = eval_scenario(exp)
+    ev = VECTOR_ENVS[sc.env_id](1, **sc.env_kwargs())
+    if (ev.single_observation_space.shape != venv.observation_space.shape
+            or ev.single_action_space != venv.env_action_space):
+        raise ConfigError("eval.scenario", exp.eval.scenario, f"a scenario whose env has the training env's spaces "
+                          f"(observations {ev.single_observation_space.shape} vs {venv.observation_space.shape}: set "
+                          "the size keys such as n_nodes or n_domains in env_config)", exp.source)
+
+
 def evaluate(model: Any, vecnorm: Any, exp: Experiment, scenario: Any, nvec: np.ndarray | None,
              head: Any = None) -> dict[str, float]:
     """Mean metrics of the model over the evaluation days and seeds (``powerrl compare``'s harness)."""
@@ -159,7 +177,7 @@ def _callback(exp: Experiment, run_dir: Path, venv: PowerrlVecEnv, vecnorm: Any,
             self.start_steps = 0
             self.next_ckpt: int | None = exp.checkpoint_every_steps
             self.next_eval: int | None = exp.eval.every_steps if exp.eval and exp.eval.every_steps else None
-            self.best_reward = -np.inf
+            self.best_reward = previous_best(run_dir, exp.eval.select) if exp.eval else -np.inf
             self.last_stats: dict[str, float] = {}
             self.last_eval: tuple[int, dict[str, float]] | None = None
             self.stats_steps = 0
@@ -174,12 +192,16 @@ def _callback(exp: Experiment, run_dir: Path, venv: PowerrlVecEnv, vecnorm: Any,
 
         def _on_step(self) -> bool:
             n = self.num_timesteps
+            # The next multiple after n, not next + every: with more copies than the interval a step
+            # passes several multiples at once, and adding one interval would fire on every step.
             if self.next_ckpt is not None and n >= self.next_ckpt:
                 save_model(self.model, vecnorm, run_dir / "checkpoints", f"_{n}_steps")
-                self.next_ckpt += exp.checkpoint_every_steps
+                every = exp.checkpoint_every_steps
+                self.next_ckpt = (n // every + 1) * every
             if self.next_eval is not None and n >= self.next_eval:
                 self.run_eval()
-                self.next_eval += exp.eval.every_steps  # type: ignore[union-attr]
+                every = exp.eval.every_steps  # type: ignore[union-attr]
+                self.next_eval = (n // every + 1) * every
             now = time.perf_counter()
             if not quiet and now - self.last_print >= PROGRESS_EVERY_S:
                 self.last_print = now
@@ -219,7 +241,8 @@ def _callback(exp: Experiment, run_dir: Path, venv: PowerrlVecEnv, vecnorm: Any,
             path = run_dir / "eval.csv"
             new = not path.exists()
             with path.open("a", newline="", encoding="utf-8") as fh:
-                w = csv.DictWriter(fh, fieldnames=list(row))
+                # Fixed columns: a metric that is None in one evaluation must not shift the others.
+                w = csv.DictWriter(fh, fieldnames=EVAL_COLUMNS, restval="", extrasaction="ignore")
                 if new:
                     w.writeheader()
                 w.writerow(row)
@@ -238,6 +261,21 @@ def _callback(exp: Experiment, run_dir: Path, venv: PowerrlVecEnv, vecnorm: Any,
             return m
 
     return TrainCallback()
+
+
+def previous_best(run_dir: Path, key: str) -> float:
+    """The best selection score in an existing ``eval.csv`` (a resumed run keeps its ``best/``)."""
+    path = run_dir / "eval.csv"
+    if not path.is_file() or not (run_dir / "best" / "model.zip").is_file():
+        return -np.inf
+    best = -np.inf
+    with path.open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            try:
+                best = max(best, selection_score({key: float(row.get(key) or "nan")}, key))
+            except ValueError:
+                continue
+    return best
 
 
 def selection_score(metrics: dict[str, float], key: str) -> float:
@@ -287,33 +325,36 @@ def train(exp: Experiment, run_dir: Path, command: str, argv: list[str], resume:
     from stable_baselines3.common.vec_env import VecNormalize
 
     torch.set_num_threads(1)  # small MLPs: one thread is fastest and leaves the other core to the env
-    run_dir.mkdir(parents=True, exist_ok=True)
     if (run_dir / "model.zip").exists() and resume is None:
         raise ConfigError("--out", str(run_dir), "a new run folder (this one has a trained model.zip; "
                           "pass --resume to continue it, or another --out)")
+    resume_from = resume_paths(resume) if resume is not None else None  # checked before anything is written
     venv = make_vec_env(exp)
-    nvec = None
-    action_space = venv.env_action_space
-    if hasattr(action_space, "nvec"):
-        nvec = [int(x) for x in action_space.nvec]
-    record = {**exp.record(), "command": command, "argv": argv, "git_revision": git_revision(),
-              "versions": versions(), "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "action_nvec": nvec, "resumed_from": resume,
-              "action_head_params": venv.head.params if venv.head is not None else None, "run_dir": str(run_dir)}
-    with (run_dir / "run.yaml").open("w", encoding="utf-8") as fh:
-        yaml.safe_dump(record, fh, sort_keys=False)
+    check_eval_env(exp, venv)
     cls = algo_class(exp.algo)
     kwargs = algo_kwargs(exp.algo, exp.hyperparams, exp.hyperparams_file)
     vecnorm: VecNormalize | None
-    if resume is not None:
-        model_path, norm_path = resume_paths(resume)
-        if norm_path is not None:
-            vecnorm = VecNormalize.load(str(norm_path), venv)
-            vecnorm.training = True
-        else:
-            vecnorm = VecNormalize(venv, **exp.normalize) if exp.normalize else None
-        env: Any = vecnorm if vecnorm is not None else venv
-        model = cls.load(str(model_path), env=env, device="cpu", tensorboard_log=str(run_dir / "tb"))
+    if resume_from is not None:
+        model_path, norm_path = resume_from
+        try:
+            if norm_path is not None:
+                vecnorm = VecNormalize.load(str(norm_path), venv)
+                vecnorm.training = True
+            else:
+                vecnorm = VecNormalize(venv, **exp.normalize) if exp.normalize else None
+            env: Any = vecnorm if vecnorm is not None else venv
+            model = cls.load(str(model_path), env=env, device="cpu", tensorboard_log=str(run_dir / "tb"))
+        except (ValueError, AssertionError, KeyError, OSError) as exc:
+            raise ConfigError("--resume", resume, f"a checkpoint of this experiment's env, algorithm and spaces "
+                              f"({type(exc).__name__}: {exc})") from None
+        # The checkpoint's own hyperparameters continue (SB3 keeps them); the seed is this run's, so a
+        # resumed run with another --seed draws other episodes instead of replaying the first run's.
+        model.set_random_seed(exp.seed)
+        if exp.algo in ("sac", "dqn"):
+            # SB3 does not save the replay buffer with the model: warm it up again before updating.
+            model.learning_starts = model.num_timesteps + int(kwargs.get("learning_starts", 100))
+            print(f"powerrl train: note: {exp.algo} resumes with an empty replay buffer; updates restart after "
+                  f"{model.learning_starts:,} steps", file=sys.stderr)
         remaining = max(exp.total_timesteps - model.num_timesteps, 0)
         reset = False
     else:
@@ -322,10 +363,32 @@ def train(exp: Experiment, run_dir: Path, command: str, argv: list[str], resume:
         from powerrl.agents.policies import POLICIES
 
         model = cls(POLICIES.get(exp.policy, exp.policy), env, seed=exp.seed, device="cpu", verbose=0,
-                    tensorboard_log=str(run_dir / "tb"),
-                    **kwargs)
+                    tensorboard_log=str(run_dir / "tb"), **kwargs)
         remaining = exp.total_timesteps
         reset = True
+    run_dir.mkdir(parents=True, exist_ok=True)
+    nvec = None
+    action_space = venv.env_action_space
+    if hasattr(action_space, "nvec"):
+        nvec = [int(x) for x in action_space.nvec]
+    record = {**exp.record(), "command": command, "argv": argv, "git_revision": git_revision(),
+              "versions": versions(), "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "action_nvec": nvec, "resumed_from": resume, "resumed_at_timesteps": None if reset else
+              int(model.num_timesteps),
+              "action_head_params": venv.head.params if venv.head is not None else None, "run_dir": str(run_dir)}
+    if not reset:
+        record["hyperparams_note"] = ("resumed: the checkpoint's saved hyperparameters continue; the values "
+                                      "above are the experiment file's")
+    # A resumed run in its own folder keeps the original record and adds one per resume.
+    record_name = "run.yaml"
+    if (run_dir / "run.yaml").exists():
+        k = 1
+        while (run_dir / f"run-resume{k}.yaml").exists():
+            k += 1
+        record_name = f"run-resume{k}.yaml"
+    record_path = run_dir / record_name
+    with record_path.open("w", encoding="utf-8") as fh:
+        yaml.safe_dump(record, fh, sort_keys=False)
     if not quiet:
         print(f"powerrl train: {exp.algo} on {exp.env_id} x {exp.n_envs} copies behind the '{exp.shield}' shield, "
               f"{remaining:,} steps, seed {exp.seed} -> {run_dir}", flush=True)
@@ -341,7 +404,7 @@ def train(exp: Experiment, run_dir: Path, command: str, argv: list[str], resume:
     done = {"finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "train_seconds": round(elapsed, 1),
             "timesteps": int(model.num_timesteps), "steps_per_second": round(remaining / max(elapsed, 1e-9), 1),
             "final_eval": final}
-    with (run_dir / "run.yaml").open("a", encoding="utf-8") as fh:
+    with record_path.open("a", encoding="utf-8") as fh:
         yaml.safe_dump(done, fh, sort_keys=False)
     if not quiet:
         print(f"powerrl train: done in {_fmt_s(elapsed)} ({remaining / max(elapsed, 1e-9):,.0f} steps/s); "
@@ -363,6 +426,8 @@ def main_train(args: Any) -> int:
 
     exp = load_experiment(args.config, total_timesteps=args.total_timesteps, seed=args.seed)
     if args.n_envs is not None:
+        if args.n_envs < 1:
+            raise ConfigError("--n-envs", args.n_envs, "an integer >= 1 (env copies stepped together)")
         exp = dataclasses.replace(exp, n_envs=args.n_envs)
     if args.no_eval:
         exp = dataclasses.replace(exp, eval=None)

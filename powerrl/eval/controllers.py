@@ -83,6 +83,8 @@ def controllers_for(env_id: str, refs: list[str], tuned: dict[str, dict[str, Any
             policies.append(ref)
         else:
             names.append(ref)
+    named = {Path(r).resolve() for r in refs if r not in SETS and _is_policy(r)}
+    shipped = {p for p in shipped if Path(p).resolve() not in named}  # named explicitly: must fit, or fail loudly
     specs: list[ControllerSpec] = []
     seen: set[str] = set()
     for n in names:

@@ -341,6 +341,7 @@ def test_cli_refuses_a_parity_mismatch(run_dir, tmp_path, monkeypatch):
     args = parser.parse_args(["export", str(run_dir), "--out", str(tmp_path / "p.onnx"), "--checkpoint", "final"])
     with pytest.raises(export.ParityError, match="differs from the SB3 model"):
         args.func(args)
+    assert not list(tmp_path.glob("*p.*")), "a policy that failed the check must not be left on disk"
 
 
 def test_action_head_inside_the_graph(exported, tmp_path):

@@ -62,6 +62,29 @@ def test_zoo_blocks_merge_env_over_default(tmp_path: Path) -> None:
     assert load_experiment(write(tmp_path, TINY), total_timesteps=10, seed=3).total_timesteps == 10
 
 
+def test_numeric_strings_are_read_as_numbers(tmp_path: Path) -> None:
+    # PyYAML reads 1e-3 (no dot) as a string; SB3 would only fail on it after the first rollout.
+    exp = load_experiment(write(tmp_path, {**TINY, "overrides": {**TINY["overrides"], "ent_coef": "1e-3"}}))
+    from powerrl.agents.config import algo_kwargs
+
+    assert algo_kwargs("ppo", exp.hyperparams, None)["ent_coef"] == 1e-3
+
+
+def test_misspelled_env_block_in_hyperparameters_is_refused(tmp_path: Path) -> None:
+    hp = tmp_path / "hp.yaml"
+    hp.write_text("default: {n_envs: 2}\npowerrl/NodeDvfs-v0: {n_steps: 8}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="NodeDvfs"):
+        load_experiment(write(tmp_path, {**TINY, "hyperparams": str(hp)}))
+
+
+def test_reward_normaliser_discounts_with_the_algorithms_gamma(tmp_path: Path) -> None:
+    hp = tmp_path / "hp.yaml"
+    hp.write_text("default: {n_envs: 2, gamma: 0.9, normalize: {norm_obs: true, norm_reward: true}}\n",
+                  encoding="utf-8")
+    exp = load_experiment(write(tmp_path, {**TINY, "hyperparams": str(hp), "overrides": {}}))
+    assert exp.normalize["gamma"] == 0.9
+
+
 def test_schedules_are_explicit() -> None:
     lin = schedule({"schedule": "linear", "start": 1.0, "end": 0.0}, "lr", None)
     assert lin(1.0) == 1.0 and lin(0.5) == 0.5 and lin(0.0) == 0.0
@@ -83,6 +106,14 @@ def test_schedules_are_explicit() -> None:
     ({"env_config": {"n_domains": 0}}, "n_domains"),
     ({"action_head": "budget_allocation"}, "action_head"),
     ({"learning_rate": 1e-3}, "learning_rate"),
+    ({"algo": "sac", "hyperparams": "sac"}, "algo"),
+    ({"env": ["powerrl/NodeDVFS-v0"]}, "env"),
+    ({"overrides": {"policy": "NodeSharedPolicy"}}, "policy"),
+    ({"overrides": {"policy": "MlpPolcy"}}, "policy"),
+    ({"overrides": {"ent_coef": "lots"}}, "ent_coef"),
+    ({"eval": {"scenario": "nodedvfs-day22", "days": [22], "allow_heldout": "false"}}, "allow_heldout"),
+    ({"eval": {"scenario": "nodedvfs-day22", "days": [20, 20]}}, "eval"),
+    ({"eval": {"scenario": "nodedvfs-day22", "select": ["reward"]}}, "eval.select"),
 ])
 def test_bad_experiments_name_the_key(tmp_path: Path, change: dict, match: str) -> None:
     data = {**TINY, **change}
@@ -192,6 +223,16 @@ def test_head_torch_twin_matches_numpy() -> None:
     np.testing.assert_allclose(got, want, atol=1e-6)
 
 
+def test_head_with_base_equal_to_max_asks_for_exactly_that_cap() -> None:
+    cfg = make_config("powerrl/ClusterBudget-v0", {"episode_s": 60.0})
+    shield = {"budget": {"max_frac": 0.5, "base_frac": [0.5, 0.3, 0.1, 0.0, 0.0]}}
+    env = PowerrlVecEnv("powerrl/ClusterBudget-v0", 2, cfg, shield, seed=0, action_head="budget_allocation")
+    obs = env.reset()
+    for _ in range(5):
+        obs, _, _, _ = env.step(np.ones((2, env.core.n)))
+    assert env.pop_stats()["shield/intervention_rate"] == 0.0
+
+
 def test_head_only_for_cluster_budget() -> None:
     nd = PowerrlVecEnv("powerrl/NodeDVFS-v0", 1, make_config("powerrl/NodeDVFS-v0", {}), "default")
     with pytest.raises(ValueError, match="ClusterBudget"):
@@ -233,10 +274,43 @@ def test_train_tiny_run_records_everything_and_resumes(tmp_path: Path, capsys: p
     assert vn.obs_rms.count > 384  # the resumed normaliser kept the checkpoint's statistics
 
 
-def test_train_bad_resume_is_a_clean_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_bad_resume_is_a_clean_error_and_writes_nothing(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
     exp = write(tmp_path, TINY)
     assert main(["train", str(exp), "--out", str(tmp_path / "r"), "--resume", str(tmp_path / "none.zip")]) == 2
     assert "--resume" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    assert main(["train", str(exp), "--n-envs", "0"]) == 2
+    assert "--n-envs" in capsys.readouterr().err
+
+
+def test_resume_in_the_same_folder_keeps_the_record_and_the_best_model(tmp_path: Path) -> None:
+    exp = write(tmp_path, TINY)
+    out = tmp_path / "run"
+    assert main(["train", str(exp), "--out", str(out), "--quiet"]) == 0
+    first = (out / "run.yaml").read_text()
+    best = (out / "best" / "model.zip").read_bytes()
+    rows = list(csv.DictReader((out / "eval.csv").open()))
+    assert main(["train", str(exp), "--out", str(out), "--resume", str(out), "--total-timesteps", "384",
+                 "--quiet"]) == 0
+    assert (out / "run.yaml").read_text() == first  # the original record stays as it was
+    rec = yaml.safe_load((out / "run-resume1.yaml").read_text())
+    assert rec["resumed_at_timesteps"] >= 256 and rec["timesteps"] >= 384
+    rows2 = list(csv.DictReader((out / "eval.csv").open()))
+    assert len(rows2) > len(rows) and list(rows2[-1]) == list(rows[0])  # same columns
+    best_before = max(float(r["reward"]) for r in rows)
+    if max(float(r["reward"]) for r in rows2[len(rows):]) <= best_before:
+        assert (out / "best" / "model.zip").read_bytes() == best  # a worse evaluation keeps the old best
+
+
+def test_checkpoints_follow_the_interval_with_more_copies_than_steps(tmp_path: Path) -> None:
+    data = {**TINY, "checkpoint_every_steps": 6, "eval": None}  # 4 copies: 4 steps per env step
+    out = tmp_path / "run"
+    assert main(["train", str(write(tmp_path, data)), "--out", str(out), "--quiet", "--total-timesteps", "64"]) == 0
+    steps = sorted(int(p.stem.split("_")[1]) for p in (out / "checkpoints").glob("model_*_steps.zip"))
+    # One save per multiple of 6 passed: 8 (6), 12 (12), 20 (18), 24 (24), ...
+    assert steps[:4] == [8, 12, 20, 24]
+    assert len(steps) == len({s // 6 for s in steps})
 
 
 def test_train_dqn_and_maskable_ppo_run(tmp_path: Path) -> None:

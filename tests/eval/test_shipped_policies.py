@@ -35,3 +35,9 @@ def test_all_includes_shipped_policies_only_where_they_fit() -> None:
     other_size = controllers_for("powerrl/NodeDVFS-v0", ["all"], {}, observation_dim=10)  # n_domains 1
     assert not [s for s in other_size if s.kind == "policy"]
     assert [s for s in other_size if s.kind == "baseline"]
+
+
+def test_a_shipped_policy_named_explicitly_is_not_filtered_silently() -> None:
+    path = str(SHIPPED_POLICIES / "nodedvfs-v0.onnx")
+    specs = controllers_for("powerrl/NodeDVFS-v0", ["all", path], {}, observation_dim=10)
+    assert [s.ref for s in specs if s.kind == "policy"] == [path]  # kept: building it then fails loudly
