@@ -102,6 +102,7 @@ class Experiment:
     eval: EvalSpec | None
     checkpoint_every_steps: int
     action_head: str | None = None
+    initial_action: tuple[float, ...] | None = None
     source: str = ""
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -120,6 +121,7 @@ class Experiment:
                 "n_envs": self.n_envs, "total_timesteps": self.total_timesteps, "normalize": self.normalize,
                 "policy": self.policy, "seed": self.seed, "eval": ev,
                 "checkpoint_every_steps": self.checkpoint_every_steps, "action_head": self.action_head,
+                "initial_action": None if self.initial_action is None else list(self.initial_action),
                 "experiment_file": self.source}
 
 
@@ -292,7 +294,7 @@ def load_experiment(path: str | Path, total_timesteps: int | None = None, seed: 
     src = str(p)
     data = load_kind(p, "experiment", "and 'env', 'algo'")
     known = {"env", "env_config", "shield", "algo", "hyperparams", "overrides", "total_timesteps", "seed", "eval",
-             "checkpoint_every_steps", "description", "name", "action_head"}
+             "checkpoint_every_steps", "description", "name", "action_head", "initial_action"}
     for key in data:
         if key not in known:
             raise ConfigError(key, data[key], "one of " + ", ".join(sorted(known)), src)
@@ -371,10 +373,18 @@ def load_experiment(path: str | Path, total_timesteps: int | None = None, seed: 
     if head is not None and (head not in HEADS or env_id != "powerrl/ClusterBudget-v0" or algo == "dqn"):
         raise ConfigError("action_head", head, "null, or budget_allocation with ppo/sac on powerrl/ClusterBudget-v0",
                           src)
+    init = data.get("initial_action")
+    if init is not None:
+        n_act = _action_dim(env_id, make_config(env_id, env_cfg_raw, source=src))
+        if (algo != "ppo" or not isinstance(init, list) or len(init) != n_act
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and -1 <= v <= 1 for v in init)):
+            raise ConfigError("initial_action", init, f"with ppo on a Box action, a list of {n_act} numbers in "
+                              "[-1, 1]: the Gaussian policy's starting mean", src)
+        init = tuple(float(v) for v in init)
     exp = Experiment(name=str(data.get("name", p.stem)), env_id=env_id, env_config=env_cfg_raw, shield=shield,
                       algo=algo, hyperparams_file=str(hp_path), hyperparams=hp, n_envs=n_envs, total_timesteps=total,
                       normalize=normalize, policy=policy, seed=run_seed, eval=ev,
-                      checkpoint_every_steps=ckpt, action_head=head, source=src,
+                      checkpoint_every_steps=ckpt, action_head=head, initial_action=init, source=src,
                       description=str(data.get("description", "")))
     if exp.eval is not None:
         from powerrl.agents.train import eval_scenario
@@ -388,6 +398,15 @@ def load_experiment(path: str | Path, total_timesteps: int | None = None, seed: 
 
 
 HELDOUT_DAYS = range(22, 29)
+
+
+def _action_dim(env_id: str, cfg: Any) -> int:
+    """Length of a Box action of ``env_id`` under ``cfg`` (0 for the discrete NodeDVFS-v0)."""
+    if env_id == "powerrl/ClusterBudget-v0":
+        return int(cfg.n_nodes)
+    if env_id == "powerrl/Datacenter-v0":
+        return int(cfg.n_racks) + 3
+    return 0
 
 
 def _eval_spec(raw: Any, env_id: str, src: str) -> EvalSpec | None:

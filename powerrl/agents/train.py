@@ -263,6 +263,19 @@ def _callback(exp: Experiment, run_dir: Path, venv: PowerrlVecEnv, vecnorm: Any,
     return TrainCallback()
 
 
+def set_initial_action(model: Any, action: tuple[float, ...]) -> None:
+    """Start a PPO Gaussian policy's mean at ``action`` (the action net's bias; its weights start near 0).
+
+    A policy whose mean starts in the middle of the range (P-state ceilings at half frequency) spends
+    much of training walking to where a sensible controller starts; this places the start there.
+    """
+    import torch
+
+    net = model.policy.action_net
+    with torch.no_grad():
+        net.bias.copy_(torch.as_tensor(action, dtype=net.bias.dtype))
+
+
 def previous_best(run_dir: Path, key: str) -> float:
     """The best selection score in an existing ``eval.csv`` (a resumed run keeps its ``best/``)."""
     path = run_dir / "eval.csv"
@@ -364,6 +377,8 @@ def train(exp: Experiment, run_dir: Path, command: str, argv: list[str], resume:
 
         model = cls(POLICIES.get(exp.policy, exp.policy), env, seed=exp.seed, device="cpu", verbose=0,
                     tensorboard_log=str(run_dir / "tb"), **kwargs)
+        if exp.initial_action is not None:
+            set_initial_action(model, exp.initial_action)
         remaining = exp.total_timesteps
         reset = True
     run_dir.mkdir(parents=True, exist_ok=True)

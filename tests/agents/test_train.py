@@ -114,6 +114,7 @@ def test_schedules_are_explicit() -> None:
     ({"eval": {"scenario": "nodedvfs-day22", "days": [22], "allow_heldout": "false"}}, "allow_heldout"),
     ({"eval": {"scenario": "nodedvfs-day22", "days": [20, 20]}}, "eval"),
     ({"eval": {"scenario": "nodedvfs-day22", "select": ["reward"]}}, "eval.select"),
+    ({"initial_action": [1, 1]}, "initial_action"),  # NodeDVFS actions are discrete
 ])
 def test_bad_experiments_name_the_key(tmp_path: Path, change: dict, match: str) -> None:
     data = {**TINY, **change}
@@ -322,6 +323,25 @@ def test_train_dqn_and_maskable_ppo_run(tmp_path: Path) -> None:
         out = tmp_path / algo
         assert main(["train", str(write(tmp_path, data, f"{algo}.yaml")), "--out", str(out), "--quiet"]) == 0
         assert (out / "model.zip").is_file()
+
+
+def test_initial_action_sets_the_starting_mean(tmp_path: Path) -> None:
+    init = [1.0, 1.0, -0.5, -1.0, -1.0]  # 2 racks, supply, defer, release
+    data = {**TINY, "env": "powerrl/Datacenter-v0", "env_config": {"n_racks": 2, "nodes_per_rack": 4,
+                                                                  "episode_s": 3600.0},
+            "initial_action": init, "total_timesteps": 8, "eval": None,
+            "overrides": {"n_envs": 2, "n_steps": 4, "batch_size": 8, "n_epochs": 1, "learning_rate": 0.0,
+                          "policy_kwargs": {"net_arch": [8]}}}
+    out = tmp_path / "dc"
+    assert main(["train", str(write(tmp_path, data)), "--out", str(out), "--quiet"]) == 0
+    from stable_baselines3 import PPO
+
+    model = PPO.load(str(out / "model.zip"), device="cpu")
+    obs = np.zeros((1, model.observation_space.shape[0]), dtype=np.float32)
+    mean, _ = model.predict(obs, deterministic=True)
+    np.testing.assert_allclose(mean[0], init, atol=0.05)  # weights start near 0: the mean is the bias
+    with pytest.raises(ConfigError, match="initial_action"):
+        load_experiment(write(tmp_path, {**data, "initial_action": init[:3]}, "bad.yaml"))
 
 
 def test_train_sac_with_head_runs(tmp_path: Path) -> None:
