@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from powerrl.agents.heads import HEADS
+from powerrl.agents.heads import HEAD_ENVS
 from powerrl.config import load_kind, load_yaml
 from powerrl.envs.config import ENV_CONFIGS, load_env_config, make_config
 from powerrl.errors import ConfigError
@@ -370,12 +370,12 @@ def load_experiment(path: str | Path, total_timesteps: int | None = None, seed: 
     ckpt = _int(data, "checkpoint_every_steps", 1_000_000, 0, src)
     shield = data.get("shield", "default")
     head = data.get("action_head")
-    if head is not None and (head not in HEADS or env_id != "powerrl/ClusterBudget-v0" or algo == "dqn"):
-        raise ConfigError("action_head", head, "null, or budget_allocation with ppo/sac on powerrl/ClusterBudget-v0",
-                          src)
+    if head is not None and (not isinstance(head, str) or HEAD_ENVS.get(head) != env_id or algo not in ("ppo", "sac")):
+        raise ConfigError("action_head", head, "null, or with ppo/sac: " + ", ".join(
+            f"{h} on {e}" for h, e in HEAD_ENVS.items()), src)
     init = data.get("initial_action")
     if init is not None:
-        n_act = _action_dim(env_id, make_config(env_id, env_cfg_raw, source=src))
+        n_act = 3 if head == "cooling_deferral" else _action_dim(env_id, make_config(env_id, env_cfg_raw, source=src))
         if (algo != "ppo" or not isinstance(init, list) or len(init) != n_act
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and -1 <= v <= 1 for v in init)):
             raise ConfigError("initial_action", init, f"with ppo on a Box action, a list of {n_act} numbers in "

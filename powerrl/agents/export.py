@@ -618,8 +618,10 @@ def load_run(run_dir: Path, checkpoint: str = "best") -> LoadedRun:
             if int(np.prod(action_space.nvec)) != int(model.action_space.n):
                 raise ConfigError("action_nvec", nvec, f"sizes whose product is the model's {model.action_space.n} "
                                   "joint actions", str(run_dir / "run.yaml"))
-    return LoadedRun(run_dir, config, model_path, model, obs_rms, clip_obs, epsilon, obs_space, action_space,
-                     _load_head(config, run_dir / "run.yaml"))
+    head = _load_head(config, run_dir / "run.yaml")
+    if head is not None and hasattr(head, "env_action_space"):
+        action_space = head.env_action_space  # the head widens the model's action to the env's
+    return LoadedRun(run_dir, config, model_path, model, obs_rms, clip_obs, epsilon, obs_space, action_space, head)
 
 
 def _load_head(config: dict[str, Any], source: Path) -> Any:

@@ -26,7 +26,9 @@ import numpy as np
 MARGIN = 1e-3
 #: Distance kept from the base and maximum caps in action units (float32 resolution near 1 is 6e-8).
 ACTION_EPS = 1e-5
-HEADS = ("budget_allocation",)
+HEADS = ("budget_allocation", "cooling_deferral")
+#: The env each head drives.
+HEAD_ENVS = {"budget_allocation": "powerrl/ClusterBudget-v0", "cooling_deferral": "powerrl/Datacenter-v0"}
 
 
 class BudgetAllocationHead:
@@ -152,10 +154,60 @@ class BudgetAllocationHead:
         return _Head()
 
 
-def make_head(name: str | None, core: Any, shield_cfg: Any) -> BudgetAllocationHead | None:
+class CoolingDeferralHead:
+    """Datacenter-v0 with the P-state ceilings left at f_max: the policy sets cooling and deferral only.
+
+    The agent's action is ``[supply setpoint, defer share, release share]`` in [-1, 1] (the last three
+    entries of the env action); the head puts every rack's ceiling at ``ceiling`` (+1 = f_max) in
+    front. Lower ceilings save energy only by slowing interactive nodes (SLA violations), so a policy
+    meant to cut carbon at no more SLA violations gains nothing from them, and three dimensions
+    instead of ``n_racks + 3`` make deferral timing much easier to learn.
+
+    Args:
+        params: ``{"n_racks": R, "ceiling": 1.0}``.
+    """
+
+    name = "cooling_deferral"
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        from gymnasium import spaces
+
+        self.params = params
+        self.n_racks = int(params["n_racks"])
+        self.ceiling = float(params.get("ceiling", 1.0))
+        self.input_space = spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
+        self.env_action_space = spaces.Box(-1.0, 1.0, (self.n_racks + 3,), dtype=np.float32)
+
+    def __call__(self, obs: np.ndarray, action: np.ndarray) -> np.ndarray:
+        """Env actions ``[B, n_racks + 3]`` (float32)."""
+        a = np.clip(np.asarray(action, dtype=np.float32).reshape(-1, 3), -1.0, 1.0)
+        return np.concatenate([np.full((a.shape[0], self.n_racks), self.ceiling, dtype=np.float32), a], axis=1)
+
+    def torch_module(self) -> Any:
+        """The same map as a ``torch.nn.Module`` ``(obs, action) -> env action``."""
+        import torch
+
+        head = self
+
+        class _Head(torch.nn.Module):
+            def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+                a = torch.clamp(action, -1.0, 1.0)
+                ceilings = (a[:, :1] * 0.0 + head.ceiling).expand(-1, head.n_racks)
+                return torch.cat([ceilings, a], dim=1)
+
+        return _Head()
+
+
+def make_head(name: str | None, core: Any, shield_cfg: Any) -> Any:
     """The head called ``name`` for an env core (None: no head)."""
     if name is None:
         return None
+    if name == "cooling_deferral":
+        from powerrl.envs.datacenter import DatacenterCore
+
+        if not isinstance(core, DatacenterCore):
+            raise ValueError("the cooling_deferral head drives powerrl/Datacenter-v0 only")
+        return CoolingDeferralHead({"n_racks": int(core.n_racks), "ceiling": 1.0})
     if name == "budget_allocation":
         from powerrl.envs.cluster_budget import ClusterBudgetCore
 
@@ -165,8 +217,10 @@ def make_head(name: str | None, core: Any, shield_cfg: Any) -> BudgetAllocationH
     raise ValueError(f"unknown action head {name!r}: one of {', '.join(HEADS)}")
 
 
-def head_from_params(name: str, params: dict[str, Any]) -> BudgetAllocationHead:
+def head_from_params(name: str, params: dict[str, Any]) -> Any:
     """Rebuild a head from the parameters stored in a run or a policy's metadata."""
-    if name != "budget_allocation":
-        raise ValueError(f"unknown action head {name!r}: one of {', '.join(HEADS)}")
-    return BudgetAllocationHead(params)
+    if name == "budget_allocation":
+        return BudgetAllocationHead(params)
+    if name == "cooling_deferral":
+        return CoolingDeferralHead(params)
+    raise ValueError(f"unknown action head {name!r}: one of {', '.join(HEADS)}")

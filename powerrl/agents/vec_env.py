@@ -81,6 +81,8 @@ class PowerrlVecEnv(VecEnv):
             self.nvec = np.asarray(action_space.nvec, dtype=np.int64)
             action_space = spaces.Discrete(int(np.prod(self.nvec)))
         self.head = make_head(action_head, self.core, self.senv.shield_config)
+        if self.head is not None and hasattr(self.head, "input_space"):
+            action_space = self.head.input_space  # the agent acts in the head's own, smaller space
         self._obs: np.ndarray | None = None
         self._seed = seed
         self._actions: np.ndarray | None = None

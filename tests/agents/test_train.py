@@ -115,6 +115,7 @@ def test_schedules_are_explicit() -> None:
     ({"eval": {"scenario": "nodedvfs-day22", "days": [20, 20]}}, "eval"),
     ({"eval": {"scenario": "nodedvfs-day22", "select": ["reward"]}}, "eval.select"),
     ({"initial_action": [1, 1]}, "initial_action"),  # NodeDVFS actions are discrete
+    ({"action_head": "cooling_deferral"}, "action_head"),  # a Datacenter-v0 head
 ])
 def test_bad_experiments_name_the_key(tmp_path: Path, change: dict, match: str) -> None:
     data = {**TINY, **change}
@@ -342,6 +343,31 @@ def test_initial_action_sets_the_starting_mean(tmp_path: Path) -> None:
     np.testing.assert_allclose(mean[0], init, atol=0.05)  # weights start near 0: the mean is the bias
     with pytest.raises(ConfigError, match="initial_action"):
         load_experiment(write(tmp_path, {**data, "initial_action": init[:3]}, "bad.yaml"))
+
+
+def test_cooling_deferral_head_trains_exports_and_keeps_ceilings_at_fmax(tmp_path: Path) -> None:
+    data = {**TINY, "env": "powerrl/Datacenter-v0", "env_config": {"n_racks": 2, "nodes_per_rack": 4,
+                                                                  "episode_s": 3600.0},
+            "action_head": "cooling_deferral", "initial_action": [-0.5, -1.0, -1.0], "total_timesteps": 16,
+            "eval": None, "overrides": {"n_envs": 2, "n_steps": 8, "batch_size": 16, "n_epochs": 1,
+                                        "policy_kwargs": {"net_arch": [8]}}}
+    out = tmp_path / "dc"
+    assert main(["train", str(write(tmp_path, data)), "--out", str(out), "--quiet"]) == 0
+    assert main(["export", str(out), "--out", str(tmp_path / "dc.onnx"), "--checkpoint", "final"]) == 0
+    meta = json.loads((tmp_path / "dc.json").read_text())
+    assert meta["action"]["type"] == "box" and len(meta["action"]["low"]) == 5  # the env's action, not the head's
+    from powerrl.envs.datacenter import DatacenterVectorEnv
+    from powerrl.eval.policy_file import PolicyFileController
+
+    venv = DatacenterVectorEnv(3, n_racks=2, nodes_per_rack=4)
+    obs, _ = venv.reset(seed=0)
+    ctrl = PolicyFileController(tmp_path / "dc.onnx", venv.single_action_space, venv.single_observation_space)
+    acts = ctrl.act_batch(obs)
+    assert acts.shape == (3, 5) and (acts[:, :2] == 1.0).all()
+    head = make_head("cooling_deferral", venv.core, None)
+    z = np.random.default_rng(0).uniform(-2, 2, (16, 3)).astype(np.float32)
+    got = head.torch_module()(torch.zeros(16, 20), torch.from_numpy(z)).numpy()
+    np.testing.assert_array_equal(got, head(np.zeros((16, 20)), z))
 
 
 def test_train_sac_with_head_runs(tmp_path: Path) -> None:
