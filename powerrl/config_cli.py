@@ -22,6 +22,7 @@ CONFIG_KINDS: dict[str, str] = {
     "env": "powerrl.envs.config:load_env_config",
     "shield": "powerrl.shield.config:load_shield_config",
     "scenario": "powerrl.eval.scenario:load_scenario",
+    "experiment": "powerrl.agents.config:load_experiment",
 }
 
 
