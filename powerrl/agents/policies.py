@@ -31,15 +31,15 @@ class NodeSharedExtractor(nn.Module):
         hidden: widths of the shared per-node MLP and of the value MLP.
     """
 
-    def __init__(self, n_units: int, unit_fields: int, global_fields: int, hidden: tuple[int, ...] = (64, 64)
-                 ) -> None:
+    def __init__(self, n_units: int, unit_fields: int, global_fields: int, hidden: tuple[int, ...] = (64, 64),
+                 activation: type[nn.Module] = nn.Tanh) -> None:
         super().__init__()
         self.n, self.f, self.g = n_units, unit_fields, global_fields
         width = list(hidden)
         layers: list[nn.Module] = []
         d = 2 * unit_fields + global_fields
         for w in width:
-            layers += [nn.Linear(d, w), nn.Tanh()]
+            layers += [nn.Linear(d, w), activation()]
             d = w
         self.node_net = nn.Sequential(*layers)
         self.node_out = nn.Linear(d, 1)
@@ -48,7 +48,7 @@ class NodeSharedExtractor(nn.Module):
         v_layers: list[nn.Module] = []
         dv = d + global_fields
         for w in width:
-            v_layers += [nn.Linear(dv, w), nn.Tanh()]
+            v_layers += [nn.Linear(dv, w), activation()]
             dv = w
         self.value_net = nn.Sequential(*v_layers)
         self.latent_dim_pi = n_units
@@ -81,8 +81,9 @@ class NodeSharedPolicy(ActorCriticPolicy):
     """PPO actor-critic with :class:`NodeSharedExtractor` (Box actions, one per node).
 
     Keyword args (``policy_kwargs``): ``unit_fields`` and ``global_fields`` (the env's layout,
-    e.g. 6 and 4 for ClusterBudget-v0) and ``hidden`` (default ``[64, 64]``); the usual
-    ``log_std_init`` etc. pass through to SB3.
+    e.g. 6 and 4 for ClusterBudget-v0) and ``hidden`` (default ``[64, 64]``, the widths of both
+    networks; SB3's ``net_arch`` is ignored); ``activation_fn`` (default Tanh), ``log_std_init`` etc.
+    pass through to SB3.
     """
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule: Any,
@@ -102,7 +103,7 @@ class NodeSharedPolicy(ActorCriticPolicy):
 
     def _build_mlp_extractor(self) -> None:
         self.mlp_extractor = NodeSharedExtractor(self.n_units, self.unit_fields, self.global_fields,
-                                                 self.hidden)  # type: ignore[assignment]
+                                                 self.hidden, self.activation_fn)  # type: ignore[assignment]
 
     def _build(self, lr_schedule: Any) -> None:
         super()._build(lr_schedule)
