@@ -57,9 +57,11 @@ def test_strict_mode_raises_on_override(fake: SysfsRoot) -> None:
 def _child(root: Path, body: str) -> subprocess.Popen[str]:
     code = textwrap.dedent(f"""
         import os, signal, sys, time
-        # A foreground process's SIGINT: a test run started in the background inherits SIGINT ignored,
-        # which SafeWriter rightly keeps (it restores, then stays ignored), and the child would not exit.
+        # A foreground process's SIGINT and SIGHUP: a test run started in the background (or under
+        # nohup) inherits them ignored, which SafeWriter rightly keeps (it restores, then stays
+        # ignored), and the child would not exit.
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
         from powerrl.hw.safety import SafeWriter
         from powerrl.hw.sysfs import SysfsRoot
         w = SafeWriter(SysfsRoot({str(root)!r}))
