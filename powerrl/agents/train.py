@@ -452,16 +452,20 @@ def main_train(args: Any) -> int:
     return 0
 
 
+def _shipped_experiments() -> list[str]:
+    from powerrl.agents.config import CONFIG_ROOT
+
+    return sorted(p.stem for p in (CONFIG_ROOT / "experiments").glob("*.yaml"))
+
+
 def register(subparsers: Any) -> None:
     """Add ``powerrl train``."""
-    import argparse
-
     p = subparsers.add_parser(
         "train", help="train an RL policy from an experiment YAML (Stable-Baselines3, through the shield)",
         description="Train a policy from an experiment config (configs/experiments/*.yaml or a name there). "
                     "The run folder keeps the resolved config, the command, the git revision, TensorBoard logs "
-                    "(tensorboard --logdir RUN/tb), checkpoints and the best model on the evaluation days.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "(tensorboard --logdir RUN/tb), checkpoints and the best model on the evaluation days. "
+                    "Shipped experiments: " + ", ".join(_shipped_experiments()) + ".")
     p.add_argument("config", help="experiment YAML path or name under configs/experiments/")
     p.add_argument("--total-timesteps", type=int, default=None, help="env steps to train (overrides the config)")
     p.add_argument("--seed", type=int, default=None, help="seed of the model and env (overrides the config)")
