@@ -71,6 +71,9 @@ class EvalSpec:
         allow_heldout: permit days 22-28 (monitoring only; documented as not for model selection).
         select: the comparison metric that picks the best checkpoint (``reward`` = mean env reward,
             or any key of :data:`powerrl.eval.metrics.METRICS`, in its better direction).
+        max_shield_rate: only checkpoints whose shield intervention rate on the evaluation is at
+            most this share of steps can become the best (None: no limit), so the kept policy stands
+            on its own rather than leaning on the shield.
     """
 
     scenario: str
@@ -81,6 +84,7 @@ class EvalSpec:
     seeds: int = 1
     allow_heldout: bool = False
     select: str = "reward"
+    max_shield_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -440,9 +444,12 @@ def _eval_spec(raw: Any, env_id: str, src: str) -> EvalSpec | None:
     if not isinstance(select, str) or select not in BY_KEY or BY_KEY[select].better not in ("higher", "lower"):
         raise ConfigError("eval.select", select, "a metric with a better direction: " + ", ".join(
             k for k, m in BY_KEY.items() if m.better in ("higher", "lower")), src)
+    cap = raw.get("max_shield_rate")
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, float)) or not 0 <= cap <= 1):
+        raise ConfigError("eval.max_shield_rate", cap, "a share of steps in [0, 1], or null for no limit", src)
     spec = EvalSpec(scenario=str(raw["scenario"]), days=tuple(days), start_h=raw.get("start_h"),
                     duration_h=raw.get("duration_h"), every_steps=every, seeds=seeds, allow_heldout=allow,
-                    select=str(select))
+                    select=str(select), max_shield_rate=None if cap is None else float(cap))
     from powerrl.eval.scenario import load_scenario
 
     sc = load_scenario(spec.scenario)

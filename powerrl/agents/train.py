@@ -177,7 +177,8 @@ def _callback(exp: Experiment, run_dir: Path, venv: PowerrlVecEnv, vecnorm: Any,
             self.start_steps = 0
             self.next_ckpt: int | None = exp.checkpoint_every_steps
             self.next_eval: int | None = exp.eval.every_steps if exp.eval and exp.eval.every_steps else None
-            self.best_reward = previous_best(run_dir, exp.eval.select) if exp.eval else -np.inf
+            self.best_reward = (previous_best(run_dir, exp.eval.select, exp.eval.max_shield_rate) if exp.eval
+                                else -np.inf)
             self.last_stats: dict[str, float] = {}
             self.last_eval: tuple[int, dict[str, float]] | None = None
             self.stats_steps = 0
@@ -246,7 +247,7 @@ def _callback(exp: Experiment, run_dir: Path, venv: PowerrlVecEnv, vecnorm: Any,
                 if new:
                     w.writeheader()
                 w.writerow(row)
-            score = selection_score(m, exp.eval.select)  # type: ignore[union-attr]
+            score = selection_score(m, exp.eval.select, exp.eval.max_shield_rate)  # type: ignore[union-attr]
             best = score > self.best_reward
             if best:
                 self.best_reward = score
@@ -276,7 +277,7 @@ def set_initial_action(model: Any, action: tuple[float, ...]) -> None:
         net.bias.copy_(torch.as_tensor(action, dtype=net.bias.dtype))
 
 
-def previous_best(run_dir: Path, key: str) -> float:
+def previous_best(run_dir: Path, key: str, max_shield_rate: float | None = None) -> float:
     """The best selection score in an existing ``eval.csv`` (a resumed run keeps its ``best/``)."""
     path = run_dir / "eval.csv"
     if not path.is_file() or not (run_dir / "best" / "model.zip").is_file():
@@ -285,16 +286,23 @@ def previous_best(run_dir: Path, key: str) -> float:
     with path.open(newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
             try:
-                best = max(best, selection_score({key: float(row.get(key) or "nan")}, key))
+                metrics = {k: float(row.get(k) or "nan") for k in (key, "shield_intervention_rate")}
+                best = max(best, selection_score(metrics, key, max_shield_rate))
             except ValueError:
                 continue
     return best
 
 
-def selection_score(metrics: dict[str, float], key: str) -> float:
-    """The evaluation's score for checkpoint selection: ``key``'s value, negated when lower is better."""
+def selection_score(metrics: dict[str, float], key: str, max_shield_rate: float | None = None) -> float:
+    """The evaluation's score for checkpoint selection: ``key``'s value, negated when lower is better.
+
+    ``-inf`` (never the best) when the shield changed more than ``max_shield_rate`` of the steps.
+    """
     from powerrl.eval.metrics import BY_KEY
 
+    rate = metrics.get("shield_intervention_rate")
+    if max_shield_rate is not None and (rate is None or not rate <= max_shield_rate):
+        return -np.inf
     value = metrics.get(key)
     if value is None or not np.isfinite(value):
         return -np.inf

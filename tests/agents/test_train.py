@@ -115,6 +115,7 @@ def test_schedules_are_explicit() -> None:
     ({"eval": {"scenario": "nodedvfs-day22", "days": [20, 20]}}, "eval"),
     ({"eval": {"scenario": "nodedvfs-day22", "select": ["reward"]}}, "eval.select"),
     ({"initial_action": [1, 1]}, "initial_action"),  # NodeDVFS actions are discrete
+    ({"eval": {"scenario": "nodedvfs-day22", "max_shield_rate": 2}}, "max_shield_rate"),
     ({"action_head": "cooling_deferral"}, "action_head"),  # a Datacenter-v0 head
 ])
 def test_bad_experiments_name_the_key(tmp_path: Path, change: dict, match: str) -> None:
@@ -131,6 +132,11 @@ def test_checkpoint_selection_follows_the_metric_direction() -> None:
     assert selection_score({"carbon_kg": 5.0}, "carbon_kg") == -5.0  # lower is better
     assert selection_score({"carbon_kg": float("nan")}, "carbon_kg") == float("-inf")
     assert selection_score({}, "reward") == float("-inf")
+    # A checkpoint that leans on the shield is never the best when a limit is set.
+    m = {"reward": -0.5, "shield_intervention_rate": 0.02}
+    assert selection_score(m, "reward") == -0.5
+    assert selection_score(m, "reward", max_shield_rate=0.01) == float("-inf")
+    assert selection_score({**m, "shield_intervention_rate": 0.0}, "reward", max_shield_rate=0.0) == -0.5
 
 
 def test_unknown_experiment_lists_the_shipped_ones() -> None:
