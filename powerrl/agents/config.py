@@ -379,7 +379,8 @@ def load_experiment(path: str | Path, total_timesteps: int | None = None, seed: 
             f"{h} on {e}" for h, e in HEAD_ENVS.items()), src)
     init = data.get("initial_action")
     if init is not None:
-        n_act = 3 if head == "cooling_deferral" else _action_dim(env_id, make_config(env_id, env_cfg_raw, source=src))
+        n_act = {"cooling_deferral": 3, "deferral": 2}.get(str(head), 0) or _action_dim(
+            env_id, make_config(env_id, env_cfg_raw, source=src))
         if (algo != "ppo" or not isinstance(init, list) or len(init) != n_act
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and -1 <= v <= 1 for v in init)):
             raise ConfigError("initial_action", init, f"with ppo on a Box action, a list of {n_act} numbers in "

@@ -26,9 +26,12 @@ import numpy as np
 MARGIN = 1e-3
 #: Distance kept from the base and maximum caps in action units (float32 resolution near 1 is 6e-8).
 ACTION_EPS = 1e-5
-HEADS = ("budget_allocation", "cooling_deferral")
+HEADS = ("budget_allocation", "cooling_deferral", "deferral")
 #: The env each head drives.
-HEAD_ENVS = {"budget_allocation": "powerrl/ClusterBudget-v0", "cooling_deferral": "powerrl/Datacenter-v0"}
+HEAD_ENVS = {"budget_allocation": "powerrl/ClusterBudget-v0", "cooling_deferral": "powerrl/Datacenter-v0",
+             "deferral": "powerrl/Datacenter-v0"}
+#: CRAC supply setpoint the ``deferral`` head holds, degC: the tuned carbon baselines' (tuned.yaml).
+DEFERRAL_SUPPLY_C = 18.0
 
 
 class BudgetAllocationHead:
@@ -163,8 +166,11 @@ class CoolingDeferralHead:
     meant to cut carbon at no more SLA violations gains nothing from them, and three dimensions
     instead of ``n_racks + 3`` make deferral timing much easier to learn.
 
+    With ``params["supply"]`` set (the ``deferral`` head), the supply setpoint is held there too (in
+    action units) and the agent sets only ``[defer share, release share]``.
+
     Args:
-        params: ``{"n_racks": R, "ceiling": 1.0}``.
+        params: ``{"n_racks": R, "ceiling": 1.0, "supply": None}``.
     """
 
     name = "cooling_deferral"
@@ -175,13 +181,19 @@ class CoolingDeferralHead:
         self.params = params
         self.n_racks = int(params["n_racks"])
         self.ceiling = float(params.get("ceiling", 1.0))
-        self.input_space = spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
+        supply = params.get("supply")
+        self.supply = None if supply is None else float(supply)
+        self.n_in = 3 if self.supply is None else 2
+        if self.supply is not None:
+            self.name = "deferral"
+        self.input_space = spaces.Box(-1.0, 1.0, (self.n_in,), dtype=np.float32)
         self.env_action_space = spaces.Box(-1.0, 1.0, (self.n_racks + 3,), dtype=np.float32)
 
     def __call__(self, obs: np.ndarray, action: np.ndarray) -> np.ndarray:
         """Env actions ``[B, n_racks + 3]`` (float32)."""
-        a = np.clip(np.asarray(action, dtype=np.float32).reshape(-1, 3), -1.0, 1.0)
-        return np.concatenate([np.full((a.shape[0], self.n_racks), self.ceiling, dtype=np.float32), a], axis=1)
+        a = np.clip(np.asarray(action, dtype=np.float32).reshape(-1, self.n_in), -1.0, 1.0)
+        fixed = [self.ceiling] * self.n_racks + ([] if self.supply is None else [self.supply])
+        return np.concatenate([np.tile(np.asarray(fixed, dtype=np.float32), (a.shape[0], 1)), a], axis=1)
 
     def torch_module(self) -> Any:
         """The same map as a ``torch.nn.Module`` ``(obs, action) -> env action``."""
@@ -192,8 +204,10 @@ class CoolingDeferralHead:
         class _Head(torch.nn.Module):
             def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
                 a = torch.clamp(action, -1.0, 1.0)
-                ceilings = (a[:, :1] * 0.0 + head.ceiling).expand(-1, head.n_racks)
-                return torch.cat([ceilings, a], dim=1)
+                parts = [(a[:, :1] * 0.0 + head.ceiling).expand(-1, head.n_racks)]
+                if head.supply is not None:
+                    parts.append(a[:, :1] * 0.0 + head.supply)
+                return torch.cat([*parts, a], dim=1)
 
         return _Head()
 
@@ -208,6 +222,14 @@ def make_head(name: str | None, core: Any, shield_cfg: Any) -> Any:
         if not isinstance(core, DatacenterCore):
             raise ValueError("the cooling_deferral head drives powerrl/Datacenter-v0 only")
         return CoolingDeferralHead({"n_racks": int(core.n_racks), "ceiling": 1.0})
+    if name == "deferral":
+        from powerrl.envs.datacenter import DatacenterCore
+
+        if not isinstance(core, DatacenterCore):
+            raise ValueError("the deferral head drives powerrl/Datacenter-v0 only")
+        lo, hi = core.cfg.supply_min_c, core.cfg.supply_max_c
+        supply = 2.0 * (DEFERRAL_SUPPLY_C - lo) / (hi - lo) - 1.0
+        return CoolingDeferralHead({"n_racks": int(core.n_racks), "ceiling": 1.0, "supply": float(supply)})
     if name == "budget_allocation":
         from powerrl.envs.cluster_budget import ClusterBudgetCore
 
@@ -221,6 +243,6 @@ def head_from_params(name: str, params: dict[str, Any]) -> Any:
     """Rebuild a head from the parameters stored in a run or a policy's metadata."""
     if name == "budget_allocation":
         return BudgetAllocationHead(params)
-    if name == "cooling_deferral":
+    if name in ("cooling_deferral", "deferral"):
         return CoolingDeferralHead(params)
     raise ValueError(f"unknown action head {name!r}: one of {', '.join(HEADS)}")

@@ -430,3 +430,18 @@ def test_node_shared_policy_rejects_a_mismatched_layout() -> None:
 
     with pytest.raises(ValueError, match="NodeSharedPolicy"):
         NodeSharedPolicy(sp.Box(-1, 1, (19,)), sp.Box(-1, 1, (3,)), lambda _: 1e-3)
+
+
+def test_deferral_head_holds_ceilings_and_the_baselines_supply() -> None:
+    from powerrl.envs.datacenter import DatacenterVectorEnv
+
+    venv = DatacenterVectorEnv(1, n_racks=2, nodes_per_rack=4)
+    head = make_head("deferral", venv.core, None)
+    assert head.input_space.shape == (2,) and head.env_action_space.shape == (5,)
+    z = np.random.default_rng(1).uniform(-2, 2, (8, 2)).astype(np.float32)
+    out = head(np.zeros((8, 20)), z)
+    np.testing.assert_array_equal(out[:, :2], 1.0)  # f_max
+    np.testing.assert_allclose(out[:, 2], -0.5)  # 18 degC on the 15-27 degC range
+    np.testing.assert_array_equal(out[:, 3:], np.clip(z, -1, 1))
+    got = head.torch_module()(torch.zeros(8, 20), torch.from_numpy(z)).numpy()
+    np.testing.assert_array_equal(got, out)
