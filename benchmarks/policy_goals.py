@@ -15,17 +15,14 @@ Runs the ``powerrl compare`` machinery (imported, not shelled out) on held-out t
 * **ClusterBudget-v0** -- priority-weighted work ``policy / best`` (paired per seed, mean) >= 1.05;
   zero priority inversions (compare's ``priority_inversions``, summed over days and seeds); and zero
   **budget breaches beyond one period**. compare only integrates the overshoot (``budget_overshoot_ws``,
-  W*s above the facility budget and PDU limits), which cannot tell one period of overshoot -- allowed:
-  the shield measures power after the fact and clears any excess within one control period
-  (docs/shield.md, "One period of reaction") -- from a lasting one. So this script counts breaches as
-  the shield fuzz does (:mod:`powerrl.envs.stress`, ``budget_violations``): a copy-step is a breach when
-  measured power exceeds the facility budget or a PDU limit (by more than 1e-6 of the budget) for the
-  second (or later) consecutive control period. The counter runs inside the comparison's own rollouts
-  (a subclass of the runner's metric accumulator, installed in every worker process), so it costs no
-  extra simulation; the count is stored per seed in results.json as ``budget_breach_steps`` (with
-  ``budget_overshoot_steps``, steps over at all). From a plain ``powerrl compare`` results document,
-  which lacks the count, 0 W*s overshoot implies 0 breaches; anything else is n/a. The integrated W*s is
-  reported beside it.
+  W*s above the facility budget and PDU limits) cannot tell one period of overshoot -- allowed: the
+  shield measures power after the fact and clears any excess within one control period
+  (docs/shield.md, "One period of reaction") -- from a lasting one. compare's ``budget_breach_steps``
+  metric counts breaches as the shield fuzz does (:func:`powerrl.envs.cluster_budget.over_limits`): a
+  copy-step is a breach when measured power exceeds the facility budget or a PDU limit for the second
+  (or later) consecutive control period (``budget_overshoot_steps`` counts steps over at all). From an
+  older results document without the count, 0 W*s overshoot implies 0 breaches; anything else is n/a.
+  The integrated W*s is reported beside it.
 * **Datacenter-v0** -- grid carbon ``policy / best`` (paired per seed, mean) <= 0.90, with an SLA
   violation rate no higher than that baseline's; capture of the oracle's saving over ``no_deferral``,
   ``(C_nodef - C_policy) / (C_nodef - C_oracle)`` from seed means (also per seed), >= 50 %.
@@ -55,8 +52,6 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +59,7 @@ import numpy as np
 from scipy import stats
 
 from powerrl.errors import ConfigError, PowerrlError
-from powerrl.eval import compare, runner
-from powerrl.eval.metrics import MetricAccumulator
+from powerrl.eval import compare
 
 NODE, CLUSTER, DATACENTER = "powerrl/NodeDVFS-v0", "powerrl/ClusterBudget-v0", "powerrl/Datacenter-v0"
 GOAL_ENVS = (NODE, CLUSTER, DATACENTER)
@@ -78,88 +72,12 @@ DC_CAPTURE_MIN = 0.50
 SHIELD_RATE_MAX = 0.01
 #: Datacenter-v0's reference for the capture goal (always run on that env).
 NO_DEFERRAL = "no_deferral"
-#: Per-seed keys this script adds to compare's per-seed metrics (ClusterBudget-v0 only).
+#: compare's per-seed counts of budget breaches beyond one period and of steps over at all.
 BREACH_KEY = "budget_breach_steps"
 OVER_STEPS_KEY = "budget_overshoot_steps"
-#: Overshoot counted when above this share of the budget (as powerrl.envs.stress does).
-OVER_TOL = 1e-6
 #: A capture's denominator at or below this share of the reference is degenerate (n/a).
 DEGENERATE_REL = 1e-9
 DEFAULT_OUT = "out/bench-policy-goals"
-
-
-# --------------------------------------------------------------------------------------------------
-# Budget breaches beyond one period, counted inside compare's rollouts.
-
-
-class BreachCountingAccumulator(MetricAccumulator):
-    """compare's metric accumulator plus a count of budget/PDU overshoot lasting more than one period.
-
-    A copy-step counts as a breach when the facility budget or a PDU limit is exceeded (by more than
-    :data:`OVER_TOL` of the budget) on this step and on the previous one of the same episode (the
-    definition of :mod:`powerrl.envs.stress`). One accumulator follows one day-episode, so a breach never
-    spans two days.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.breaches = np.zeros(self.b)
-        self.over_steps = np.zeros(self.b)
-        self.over_last = np.zeros(self.b, dtype=bool)
-
-    def add(self, step_start_s: np.ndarray, step_in_episode: int, reward: np.ndarray, infos: dict[str, Any],
-            intervened: np.ndarray, inversions: np.ndarray | None = None) -> None:
-        """Count the step's overshoot, then account it as compare does."""
-        if "budget_overshoot_w" in infos:
-            tol = OVER_TOL * np.asarray(infos["budget_w"], dtype=np.float64)
-            over = np.asarray(infos["budget_overshoot_w"]) > tol
-            if "pdu_overshoot_w" in infos:
-                over = over | (np.asarray(infos["pdu_overshoot_w"]) > tol)
-            self.over_steps += over
-            self.breaches += over & self.over_last
-            self.over_last = over
-        super().add(step_start_s, step_in_episode, reward, infos, intervened, inversions)
-
-    def result(self) -> list[dict[str, float | None]]:
-        """compare's metrics of each copy, with the breach and overshoot-step counts on ClusterBudget-v0."""
-        out = super().result()
-        if self.env_id == CLUSTER:
-            for i, m in enumerate(out):
-                m[BREACH_KEY] = float(self.breaches[i])
-                m[OVER_STEPS_KEY] = float(self.over_steps[i])
-        return out
-
-
-_COMPARE_INIT = compare._init  # the worker initializer compare.run_cells installs (sets its step counter)
-
-
-def _init_worker(counter: Any) -> None:
-    """Worker initializer: compare's own, plus the breach-counting accumulator in this process."""
-    runner.MetricAccumulator = BreachCountingAccumulator
-    _COMPARE_INIT(counter)
-
-
-@contextmanager
-def counting_breaches() -> Iterator[None]:
-    """Within the block, :func:`powerrl.eval.compare.run_cells` (serial or in workers) also counts breaches."""
-    saved = runner.MetricAccumulator, compare._init
-    runner.MetricAccumulator = BreachCountingAccumulator
-    compare._init = _init_worker
-    try:
-        yield
-    finally:
-        runner.MetricAccumulator, compare._init = saved
-
-
-def add_breach_counts(doc: dict[str, Any], raw: dict[tuple[str, int], dict[str, dict[str, Any]]]) -> None:
-    """Copy the per-day breach counts of ``raw`` (summed per seed) into ``doc``'s per-seed metrics."""
-    for name, sc in doc["scenarios"].items():
-        for label, ctrl in sc["controllers"].items():
-            for i, seed in enumerate(doc["seeds"]):
-                days = raw[(name, seed)][label]["days"]
-                for key in (BREACH_KEY, OVER_STEPS_KEY):
-                    if days and all(key in d for d in days):
-                        ctrl["per_seed"][i][key] = float(sum(d[key] for d in days))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -597,10 +515,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     cells = compare.make_cells(scenarios, specs, seeds)
     t0 = time.monotonic()
-    with counting_breaches():
-        raw = compare.run_cells(cells, jobs=args.jobs, progress=not args.quiet, label="policy-goals")
+    raw = compare.run_cells(cells, jobs=args.jobs, progress=not args.quiet, label="policy-goals")
     doc = compare.assemble(scenarios, specs, seeds, raw)
-    add_breach_counts(doc, raw)
     command = "python benchmarks/policy_goals.py " + " ".join(shlex.quote(a) for a in argv)
     doc["command"] = command
     doc["wall_s"] = round(time.monotonic() - t0, 1)

@@ -27,6 +27,9 @@ PRIORITY_MIX = (0.10, 0.30, 0.25, 0.20, 0.15)
 CLASS_CYCLE = ("interactive", "batch", "compute", "memory")
 #: Penalty per unit of (power over budget / budget): large enough that overshooting never pays.
 OVERSHOOT_PENALTY = 4.0
+#: Power above the budget or a PDU limit by at most this share of the budget is float rounding, not
+#: an overshoot (the shield fuzz and the comparison metrics count alike).
+OVERSHOOT_RTOL = 1e-6
 #: Budget events last 5 to 20 minutes (s): a design choice (not calibrated) so that a 30-minute
 #: episode sees whole events; grid-operator demand-response calls can last longer.
 EVENT_MIN_S, EVENT_MAX_S = 300.0, 1200.0
@@ -45,6 +48,12 @@ GLOBAL_FIELDS: tuple[tuple[str, str, float, float], ...] = (
     ("tod_sin", "sin(2 pi time of day)", -1.0, 1.0),
     ("tod_cos", "cos(2 pi time of day)", -1.0, 1.0),
 )
+
+
+def over_limits(budget_overshoot_w: Any, pdu_overshoot_w: Any, budget_w: Any) -> np.ndarray:
+    """Per copy (and step): power was above the facility budget or a PDU limit (W telemetry of ``info``)."""
+    tol = OVERSHOOT_RTOL * np.asarray(budget_w, dtype=np.float64)
+    return (np.asarray(budget_overshoot_w) > tol) | (np.asarray(pdu_overshoot_w) > tol)
 
 
 def assign_priorities(n_nodes: int) -> np.ndarray:

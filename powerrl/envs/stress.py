@@ -22,6 +22,7 @@ import gymnasium as gym
 import numpy as np
 
 from powerrl.control import make_controller
+from powerrl.envs.cluster_budget import over_limits
 from powerrl.envs.shielded import ShieldedVectorEnv
 from powerrl.shield.config import ShieldConfig
 
@@ -172,8 +173,7 @@ def run_stress(env_id: str, scenario: str, controller: str, n_copies: int, n_ste
         result.max_temp_c = max(result.max_temp_c, float(temps.max()))
         result.hot_exceedances += int(np.count_nonzero(temps > hot_c + tolerance_c))
         if "budget_overshoot_w" in infos:
-            tol = 1e-6 * infos["budget_w"]
-            over = (infos["budget_overshoot_w"] > tol) | (infos["pdu_overshoot_w"] > tol)
+            over = over_limits(infos["budget_overshoot_w"], infos["pdu_overshoot_w"], infos["budget_w"])
             result.budget_overshoot_steps += int(over.sum())
             result.budget_violations += int(np.count_nonzero(over & over_last))
             over_last = over & ~(terminated | truncated)

@@ -20,6 +20,7 @@ from scipy import stats
 
 from powerrl.envs import events as scenario_events
 from powerrl.envs import sources
+from powerrl.envs.cluster_budget import over_limits
 from powerrl.envs.datacenter import RECIRC_BASE_C
 
 
@@ -48,6 +49,9 @@ METRICS: tuple[Metric, ...] = (
     Metric("time_above_passive_s", "s", "time with the hottest die above the shield's first passive trip", "lower"),
     Metric("hot_trip_exceedances", "steps", "steps with a die above the hot trip", "lower"),
     Metric("budget_overshoot_ws", "W*s", "power above the facility budget and PDU limits, integrated", "lower"),
+    Metric("budget_overshoot_steps", "steps", "steps with power above the facility budget or a PDU limit", "lower"),
+    Metric("budget_breach_steps", "steps", "steps over the budget or a PDU limit for a 2nd consecutive period "
+           "(the shield may take one period to react)", "lower"),
     Metric("priority_inversions", "", "throttled nodes while a less important node kept spare power", "lower"),
     Metric("carbon_kg", "kgCO2", "grid energy x hourly grid carbon intensity", "lower"),
     Metric("deferred_left", "node-s", "batch work still deferred at the end (charged in energy and carbon)", ""),
@@ -59,9 +63,11 @@ METRIC_KEYS = tuple(m.key for m in METRICS)
 BY_KEY = {m.key: m for m in METRICS}
 #: Metrics that do not apply to an env are reported as null.
 NOT_APPLICABLE: dict[str, tuple[str, ...]] = {
-    "powerrl/NodeDVFS-v0": ("budget_overshoot_ws", "priority_inversions", "priority_weighted_work", "deferred_left"),
+    "powerrl/NodeDVFS-v0": ("budget_overshoot_ws", "budget_overshoot_steps", "budget_breach_steps",
+                            "priority_inversions", "priority_weighted_work", "deferred_left"),
     "powerrl/ClusterBudget-v0": ("deferred_left",),
-    "powerrl/Datacenter-v0": ("budget_overshoot_ws", "priority_inversions", "priority_weighted_work"),
+    "powerrl/Datacenter-v0": ("budget_overshoot_ws", "budget_overshoot_steps", "budget_breach_steps",
+                              "priority_inversions", "priority_weighted_work"),
 }
 #: Log-spaced latency histogram (ms) for the p99: 0.01 ms to 1,000 s, 40 bins per decade (~6 % wide).
 LAT_EDGES_MS = np.logspace(-2, 6, 8 * 40 + 1)
@@ -76,8 +82,8 @@ _BUFFERED = (("it_w", ("it_power_w", "power_w")), ("temp", ("temp_die_c", "temp_
              ("inlet", ("inlet_c",)), ("work", ("work_done",)), ("viol", ("sla_violation_rate",)),
              ("lat", ("latency_ms",)), ("fac_kwh", ("energy_kwh",)), ("carbon", ("carbon_kg",)),
              ("pw_work", ("priority_weighted_work",)), ("over_w", ("budget_overshoot_w",)),
-             ("pdu_over_w", ("pdu_overshoot_w",)), ("reward", ()), ("intervened", ()), ("inversions", ()),
-             ("t_s", ()), ("step", ()))
+             ("pdu_over_w", ("pdu_overshoot_w",)), ("budget_w", ("budget_w",)), ("reward", ()), ("intervened", ()),
+             ("inversions", ()), ("t_s", ()), ("step", ()))
 
 
 class MetricAccumulator:
@@ -108,6 +114,8 @@ class MetricAccumulator:
         self.it_j, self.cool_j, self.work, self.pw_work = z(b), z(b), z(b), z(b)
         self.viol, self.max_temp, self.above_s, self.hot = z(b), np.full(b, -np.inf), z(b), z(b)
         self.over_ws, self.inversions, self.carbon, self.interventions, self.reward = z(b), z(b), z(b), z(b), z(b)
+        self.over_steps, self.breaches = z(b), z(b)
+        self.over_last = np.zeros(b, dtype=bool)  # over the limits on the last accounted step
         self.lat_hist = np.zeros((b, len(LAT_EDGES_MS) + 1), dtype=np.int64)
         self.buf = {name: np.zeros((FLUSH_STEPS, b)) for name, _ in _BUFFERED}
         self.keys: dict[str, str | None] = {}
@@ -180,6 +188,12 @@ class MetricAccumulator:
         self.above_s += (temp > self.passive_c).sum(axis=0) * dt
         self.hot += (temp > self.hot_c).sum(axis=0)
         self.over_ws += (buf["over_w"] + buf["pdu_over_w"]).sum(axis=0) * dt
+        # A breach is an overshoot on two consecutive steps of the episode (one accumulator per episode).
+        over = over_limits(buf["over_w"], buf["pdu_over_w"], buf["budget_w"])
+        before = np.vstack([self.over_last[None, :], over[:-1]])
+        self.over_steps += over.sum(axis=0)
+        self.breaches += (over & before).sum(axis=0)
+        self.over_last = over[-1].copy()
         self.inversions += buf["inversions"].sum(axis=0)
         lat = np.nan_to_num(buf["lat"], nan=1e9, posinf=1e9)
         bins = np.searchsorted(LAT_EDGES_MS, lat)  # [m, b]
@@ -226,6 +240,7 @@ class MetricAccumulator:
                 "sla_violation_rate": float(self.viol[i] / n), "p99_latency_ms": p99,
                 "max_temp_c": float(self.max_temp[i]), "time_above_passive_s": float(self.above_s[i]),
                 "hot_trip_exceedances": float(self.hot[i]), "budget_overshoot_ws": float(self.over_ws[i]),
+                "budget_overshoot_steps": float(self.over_steps[i]), "budget_breach_steps": float(self.breaches[i]),
                 "priority_inversions": float(self.inversions[i]), "carbon_kg": float(self.carbon[i]),
                 "deferred_left": float(self.deferred_left[i]), "shield_interventions": float(self.interventions[i]),
                 "shield_intervention_rate": float(self.interventions[i] / n), "reward": float(self.reward[i] / n),
