@@ -51,7 +51,6 @@ import math
 import os
 import shlex
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +59,7 @@ from scipy import stats
 
 from powerrl.errors import ConfigError, PowerrlError
 from powerrl.eval import compare
+from powerrl.eval.cli import check_jobs, seeds_arg
 
 NODE, CLUSTER, DATACENTER = "powerrl/NodeDVFS-v0", "powerrl/ClusterBudget-v0", "powerrl/Datacenter-v0"
 GOAL_ENVS = (NODE, CLUSTER, DATACENTER)
@@ -477,13 +477,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     from powerrl.eval.controllers import SHIPPED_POLICIES
     from powerrl.eval.runner import preflight
 
-    if args.seeds < 1:
-        raise ConfigError("--seeds", args.seeds, "an integer >= 1 (seeds per scenario)")
-    if args.seed0 < 0:
-        raise ConfigError("--seed0", args.seed0, "an integer >= 0")
-    if args.jobs < 0:
-        raise ConfigError("--jobs", args.jobs, "an integer >= 0 (0 = one process per CPU)")
-    seeds = list(range(args.seed0, args.seed0 + args.seeds))
+    seeds = seeds_arg(args)
+    check_jobs(args)
     base_refs = list(args.controllers or ["baselines"])
     if any(r == "all" or r.endswith(".onnx") or "/" in r for r in base_refs):
         raise ConfigError("--controllers", base_refs, "registered baseline names or 'baselines' (policies come "
@@ -509,20 +504,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         found = policies.get(env)
         print(f"{env}: " + (", ".join(p.name for p in found) if found else
                             f"NO POLICY in {folder} -- its goals are skipped (baselines still run)"))
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError("--out", str(out), "a folder (this path is a file)")
-    out.mkdir(parents=True, exist_ok=True)
-    cells = compare.make_cells(scenarios, specs, seeds)
-    t0 = time.monotonic()
-    raw = compare.run_cells(cells, jobs=args.jobs, progress=not args.quiet, label="policy-goals")
-    doc = compare.assemble(scenarios, specs, seeds, raw)
+    out = compare.output_folder(args.out)
     command = "python benchmarks/policy_goals.py " + " ".join(shlex.quote(a) for a in argv)
-    doc["command"] = command
-    doc["wall_s"] = round(time.monotonic() - t0, 1)
-    report.write_json(doc, out / "results.json")
-    report.write_csv(doc, out / "results.csv")
-    report.write_markdown(doc, out / "report.md", {}, command)
+    doc = compare.run_comparison(scenarios, specs, seeds, command, jobs=args.jobs, progress=not args.quiet,
+                                 label="policy-goals")
+    report.write_results(doc, out)
     goals = goal_figures(doc, str(folder))
     goals.update(command=command, wall_s=doc["wall_s"], policy_dir=str(folder),
                  goal_values={"node_capture_min": NODE_CAPTURE_MIN, "node_sla_max": NODE_SLA_MAX,

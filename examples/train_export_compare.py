@@ -15,7 +15,7 @@ from pathlib import Path
 from powerrl.agents.config import load_experiment
 from powerrl.agents.export import export_run
 from powerrl.agents.train import train
-from powerrl.eval.compare import assemble, make_cells, run_cells
+from powerrl.eval.compare import run_comparison
 from powerrl.eval.controllers import controllers_for, load_tuned
 from powerrl.eval.scenario import load_scenario
 
@@ -32,8 +32,8 @@ def main() -> None:
         # A 6-minute window of held-out day 22: the policy, the best tuned governor and the oracle.
         scenario = dataclasses.replace(load_scenario("nodedvfs-day22"), duration_h=0.1)
         specs = controllers_for(scenario.env_id, ["conservative", "oracle", str(policy)], load_tuned(None))
-        cells = make_cells([scenario], {scenario.name: specs}, seeds=[0])
-        doc = assemble([scenario], {scenario.name: specs}, [0], run_cells(cells, jobs=1, progress=False))
+        doc = run_comparison([scenario], {scenario.name: specs}, [0], command="examples/train_export_compare.py",
+                             jobs=1, progress=False)
     for label, c in doc["scenarios"][scenario.name]["controllers"].items():
         m = c["metrics"]
         print(f"{label:>14}: energy {m['energy_kwh']['mean']:.4f} kWh, "

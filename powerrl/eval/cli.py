@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import time
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -22,7 +20,8 @@ def observation_dim(sc: Any) -> int:
     return int(env.single_observation_space.shape[0])
 
 
-def _seeds(args: argparse.Namespace) -> list[int]:
+def seeds_arg(args: argparse.Namespace) -> list[int]:
+    """The seeds of ``--seeds N --seed0 S``, checked."""
     if args.seeds < 1:
         raise ConfigError("--seeds", args.seeds, "an integer >= 1 (seeds per scenario)")
     if args.seed0 < 0:
@@ -30,7 +29,8 @@ def _seeds(args: argparse.Namespace) -> list[int]:
     return list(range(args.seed0, args.seed0 + args.seeds))
 
 
-def _jobs(args: argparse.Namespace) -> None:
+def check_jobs(args: argparse.Namespace) -> None:
+    """Refuse a negative ``--jobs``."""
     if args.jobs < 0:
         raise ConfigError("--jobs", args.jobs, "an integer >= 0 (0 = one process per CPU)")
 
@@ -44,8 +44,8 @@ def _compare(args: argparse.Namespace) -> int:
     from powerrl.eval.runner import preflight
     from powerrl.eval.scenario import resolve_scenarios
 
-    seeds = _seeds(args)
-    _jobs(args)
+    seeds = seeds_arg(args)
+    check_jobs(args)
     refs = args.controllers or ["all"]
     controllers.check_refs(refs)
     scenarios = resolve_scenarios(args.scenarios or ["default"])  # every file read and checked before any work
@@ -57,20 +57,10 @@ def _compare(args: argparse.Namespace) -> int:
             raise ConfigError("--controllers", refs, f"at least one controller that drives {sc.env_id} "
                               f"(scenario {sc.name})")
         preflight(sc, specs[sc.name], str(args.tuned or controllers.SHIPPED_TUNED))
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError("--out", str(out), "a folder (this path is a file)")
-    out.mkdir(parents=True, exist_ok=True)
-    cells = compare.make_cells(scenarios, specs, seeds)
-    t0 = time.monotonic()
-    raw = compare.run_cells(cells, jobs=args.jobs, progress=not args.quiet)
-    doc = compare.assemble(scenarios, specs, seeds, raw)
-    doc["command"] = _command(args)
-    doc["wall_s"] = round(time.monotonic() - t0, 1)
-    report.write_json(doc, out / "results.json")
-    report.write_csv(doc, out / "results.csv")
+    out = compare.output_folder(args.out)
+    doc = compare.run_comparison(scenarios, specs, seeds, _command(args), jobs=args.jobs, progress=not args.quiet)
     figs = {} if args.no_plots else plots.plot_all(doc, out)
-    report.write_markdown(doc, out / "report.md", figs, doc["command"])
+    report.write_results(doc, out, figs)
     print(report.terminal_report(doc))
     print(f"wrote {out / 'results.json'}, results.csv, report.md" + ("" if args.no_plots else " and plots")
           + f" ({doc['wall_s']:.0f} s)")
@@ -91,8 +81,8 @@ def _tune(args: argparse.Namespace) -> int:
     from powerrl.eval import controllers, tune
     from powerrl.eval.scenario import load_scenario
 
-    seeds = _seeds(args)
-    _jobs(args)
+    seeds = seeds_arg(args)
+    check_jobs(args)
     scenario = load_scenario(args.scenario)
     days = tuple(args.days) if args.days else tune.training_days(scenario)
     overrides = _parse_grid(args.grid)

@@ -14,6 +14,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -187,6 +188,28 @@ def _ci95(x: np.ndarray) -> float | None:
     if x.size < 2:
         return None
     return float(stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
+
+
+def output_folder(path: str | os.PathLike[str]) -> Path:
+    """``path`` as the comparison's output folder, created if needed (a file there is refused)."""
+    from powerrl.errors import ConfigError
+
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ConfigError("--out", str(out), "a folder (this path is a file)")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def run_comparison(scenarios: list[Scenario], specs_by_scenario: dict[str, list[ControllerSpec]], seeds: list[int],
+                   command: str, jobs: int = 0, progress: bool = True, label: str = "compare") -> dict[str, Any]:
+    """Run every cell and assemble the results document, with its ``command`` and wall time (``wall_s``)."""
+    t0 = time.monotonic()
+    raw = run_cells(make_cells(scenarios, specs_by_scenario, seeds), jobs=jobs, progress=progress, label=label)
+    doc = assemble(scenarios, specs_by_scenario, seeds, raw)
+    doc["command"] = command
+    doc["wall_s"] = round(time.monotonic() - t0, 1)
+    return doc
 
 
 def assemble(scenarios: list[Scenario], specs_by_scenario: dict[str, list[ControllerSpec]], seeds: list[int],

@@ -145,6 +145,13 @@ def _cell(v: float | None) -> str:
     return "" if v is None else repr(float(v))
 
 
+def write_results(doc: dict[str, Any], out: Path, plots: dict[str, list[str]] | None = None) -> None:
+    """``results.json``, ``results.csv`` and ``report.md`` of a results document in folder ``out``."""
+    write_json(doc, out / "results.json")
+    write_csv(doc, out / "results.csv")
+    write_markdown(doc, out / "report.md", plots or {}, doc["command"])
+
+
 def write_markdown(doc: dict[str, Any], path: Path, plots: dict[str, list[str]], command: str) -> None:
     """``report.md``: the tables, the plots and how to reproduce them."""
     n = len(doc["seeds"])
