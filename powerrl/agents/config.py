@@ -141,25 +141,19 @@ def resolve_yaml(ref: str, folder: str) -> Path:
     raise ConfigError(folder, ref, "an existing YAML file or one of: " + (", ".join(names) or "(none shipped)"))
 
 
+def algo_classes() -> dict[str, Any]:
+    """The Stable-Baselines3 (or sb3-contrib) class of every name in :data:`ALGOS` (imported on call)."""
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3 import DQN, PPO, SAC
+
+    return {"ppo": PPO, "maskable_ppo": MaskablePPO, "sac": SAC, "dqn": DQN}
+
+
 def algo_class(algo: str) -> Any:
     """The Stable-Baselines3 (or sb3-contrib) class of ``algo``."""
-    if algo == "ppo":
-        from stable_baselines3 import PPO
-
-        return PPO
-    if algo == "sac":
-        from stable_baselines3 import SAC
-
-        return SAC
-    if algo == "dqn":
-        from stable_baselines3 import DQN
-
-        return DQN
-    if algo == "maskable_ppo":
-        from sb3_contrib import MaskablePPO
-
-        return MaskablePPO
-    raise ConfigError("algo", algo, "one of " + ", ".join(ALGOS))
+    if algo not in ALGOS:
+        raise ConfigError("algo", algo, "one of " + ", ".join(ALGOS))
+    return algo_classes()[algo]
 
 
 def load_hyperparams(path: Path, env_id: str) -> dict[str, Any]:

@@ -56,10 +56,9 @@ import yaml
 from gymnasium import spaces
 from torch import nn
 
+from powerrl.agents.config import ALGOS, algo_classes
+from powerrl.agents.vec_env import decode_joint
 from powerrl.errors import ConfigError, PowerrlError
-
-#: The algorithms ``powerrl train`` writes (run.yaml ``algo``) and this module exports.
-ALGOS = ("ppo", "maskable_ppo", "sac", "dqn")
 
 #: Graph input and output names (written to the metadata too).
 INPUT_NAME = "obs"
@@ -79,19 +78,12 @@ class ParityError(PowerrlError):
     """The exported graph disagrees with the SB3 model it came from (an exporter or model-structure bug)."""
 
 
-def _algo_classes() -> dict[str, Any]:
-    from sb3_contrib import MaskablePPO
-    from stable_baselines3 import DQN, PPO, SAC
-
-    return {"ppo": PPO, "maskable_ppo": MaskablePPO, "sac": SAC, "dqn": DQN}
-
-
 def algo_name(model: Any) -> str:
     """The ALGOS name of a loaded SB3 model (exact class, so a subclass is not silently mis-exported)."""
-    for name, cls in _algo_classes().items():
+    for name, cls in algo_classes().items():
         if type(model) is cls:
             return name
-    for name, cls in _algo_classes().items():  # a user subclass of a supported algorithm
+    for name, cls in algo_classes().items():  # a user subclass of a supported algorithm
         if isinstance(model, cls):
             return name
     raise ConfigError("model", type(model).__name__, f"a Stable-Baselines3 model of one of {', '.join(ALGOS)}")
@@ -375,7 +367,7 @@ def reference_actions(model: Any, obs: np.ndarray, obs_rms: Any, clip_obs: float
     if isinstance(model.action_space, spaces.Discrete):
         nvec = action_space.nvec.reshape(-1) if isinstance(action_space, spaces.MultiDiscrete) \
             else [int(model.action_space.n)]
-        act = np.stack(np.unravel_index(act.reshape(-1), tuple(int(n) for n in nvec)), axis=1)
+        act = decode_joint(act, nvec)
     return act.reshape(obs.shape[0], -1).astype(np.float64)
 
 
@@ -586,7 +578,7 @@ def load_run(run_dir: Path, checkpoint: str = "best") -> LoadedRun:
     run_dir = Path(run_dir)
     config = _read_run_yaml(run_dir)
     model_path = _resolve_checkpoint(run_dir, str(checkpoint))
-    cls = _algo_classes()[config["algo"]]
+    cls = algo_classes()[config["algo"]]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # SB3's notes about the saving/loading Python or package versions

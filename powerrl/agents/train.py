@@ -31,7 +31,7 @@ import numpy as np
 import yaml
 
 from powerrl.agents.config import Experiment, algo_class, algo_kwargs
-from powerrl.agents.vec_env import PowerrlVecEnv
+from powerrl.agents.vec_env import PowerrlVecEnv, decode_joint
 from powerrl.control import Controller, ControlTarget
 from powerrl.errors import ConfigError
 from powerrl.eval.metrics import METRIC_KEYS
@@ -99,8 +99,7 @@ class LiveController(Controller):
         if self.head is not None:
             action = self.head(raw, action)
         if self.nvec is not None:
-            action = np.stack(np.unravel_index(np.asarray(action, dtype=np.int64).reshape(-1), tuple(self.nvec)),
-                              axis=1)
+            action = decode_joint(action, self.nvec)
         return np.asarray(action)
 
 

@@ -20,7 +20,7 @@ Pitfalls:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -41,6 +41,12 @@ TELEMETRY_KEYS: dict[str, tuple[str, ...]] = {
     "powerrl/Datacenter-v0": ("energy_kwh", "carbon_kg", "pue", "sla_violation_rate", "temp_die_max_c",
                               "deferred_work", "supply_c"),
 }
+
+
+def decode_joint(index: Any, nvec: Any) -> np.ndarray:
+    """Per-dimension actions ``[B, len(nvec)]`` of joint indices ``np.ravel_multi_index(a, nvec)`` (C order)."""
+    joint = np.asarray(index, dtype=np.int64).reshape(-1)
+    return np.stack(np.unravel_index(joint, tuple(int(n) for n in np.asarray(nvec).reshape(-1))), axis=1)
 
 
 def vector_env_class(env_id: str) -> Any:
@@ -178,10 +184,7 @@ class PowerrlVecEnv(VecEnv):
     # -- helpers ----------------------------------------------------------------------------------
     def decode(self, actions: np.ndarray) -> np.ndarray:
         """Env actions of a batch of agent actions (joint indices decoded for DQN)."""
-        if self.nvec is None:
-            return actions
-        joint = np.asarray(actions, dtype=np.int64).reshape(-1)
-        return np.stack(np.unravel_index(joint, tuple(self.nvec)), axis=1)
+        return actions if self.nvec is None else decode_joint(actions, self.nvec)
 
     def _indices(self, indices: VecEnvIndices) -> Sequence[int]:
         if indices is None:
@@ -218,8 +221,3 @@ class PowerrlVecEnv(VecEnv):
         self._intervened = 0
         self._steps = 0
         return stats
-
-
-def env_ids() -> Iterable[str]:
-    """Env ids the adapter drives."""
-    return TELEMETRY_KEYS.keys()
