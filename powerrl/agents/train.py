@@ -114,20 +114,20 @@ def eval_scenario(exp: Experiment) -> Any:
     # The experiment's env settings (domains, nodes, reward, ...) with the scenario's data and window.
     own = {k: v for k, v in exp.env_config.items()
            if k not in ("trace", "carbon", "weather", "events", "split", "episode_s")}
-    cfg = dataclasses.replace(sc.env_config, **{k: getattr(exp.env_config_object(), k) for k in own})
+    env_cfg = exp.env_config_object()
+    cfg = dataclasses.replace(sc.env_config, **{k: getattr(env_cfg, k) for k in own})
     start_h = sc.start_h if ev.start_h is None else float(ev.start_h)
     duration_h = sc.duration_h if ev.duration_h is None else float(ev.duration_h)
     sc = dataclasses.replace(sc, env_config=cfg, start_h=start_h, duration_h=duration_h, name=f"{sc.name}-eval")
     return sc.with_days(tuple(ev.days))
 
 
-def check_eval_env(exp: Experiment, venv: PowerrlVecEnv) -> None:
-    """Fail before training when the evaluation env's spaces differ from the training env's."""
-    if exp.eval is None:
+def check_eval_env(exp: Experiment, venv: PowerrlVecEnv, sc: Any) -> None:
+    """Fail before training when the evaluation scenario's env spaces differ from the training env's."""
+    if sc is None or exp.eval is None:
         return
     from powerrl.eval.runner import VECTOR_ENVS
 
-    sc = eval_scenario(exp)
     ev = VECTOR_ENVS[sc.env_id](1, **sc.env_kwargs())
     if (ev.single_observation_space.shape != venv.observation_space.shape
             or ev.single_action_space != venv.env_action_space):
@@ -160,11 +160,10 @@ def _fmt_s(s: float) -> str:
     return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def _callback(exp: Experiment, run_dir: Path, venv: PowerrlVecEnv, vecnorm: Any, total: int, quiet: bool) -> Any:
+def _callback(exp: Experiment, run_dir: Path, venv: PowerrlVecEnv, vecnorm: Any, total: int, quiet: bool,
+              scenario: Any) -> Any:
     """The trainer's SB3 callback (built here so that importing this module does not need SB3 at once)."""
     from stable_baselines3.common.callbacks import BaseCallback
-
-    scenario = eval_scenario(exp)
 
     class TrainCallback(BaseCallback):
         """Progress lines, TensorBoard telemetry, checkpoints and evaluation with best-model keeping."""
@@ -350,7 +349,8 @@ def train(exp: Experiment, run_dir: Path, command: str, argv: list[str], resume:
                           "pass --resume to continue it, or another --out)")
     resume_from = resume_paths(resume) if resume is not None else None  # checked before anything is written
     venv = make_vec_env(exp)
-    check_eval_env(exp, venv)
+    scenario = eval_scenario(exp)  # built once: the check and every evaluation use it
+    check_eval_env(exp, venv, scenario)
     cls = algo_class(exp.algo)
     kwargs = algo_kwargs(exp.algo, exp.hyperparams, exp.hyperparams_file)
     vecnorm: VecNormalize | None
@@ -414,7 +414,7 @@ def train(exp: Experiment, run_dir: Path, command: str, argv: list[str], resume:
     if not quiet:
         print(f"powerrl train: {exp.algo} on {exp.env_id} x {exp.n_envs} copies behind the '{exp.shield}' shield, "
               f"{remaining:,} steps, seed {exp.seed} -> {run_dir}", flush=True)
-    cb = _callback(exp, run_dir, venv, vecnorm, exp.total_timesteps, quiet)
+    cb = _callback(exp, run_dir, venv, vecnorm, exp.total_timesteps, quiet, scenario)
     t0 = time.perf_counter()
     model.learn(total_timesteps=remaining, callback=cb, reset_num_timesteps=reset, tb_log_name="run",
                 progress_bar=False)
