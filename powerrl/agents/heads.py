@@ -26,10 +26,10 @@ import numpy as np
 MARGIN = 1e-3
 #: Distance kept from the base and maximum caps in action units (float32 resolution near 1 is 6e-8).
 ACTION_EPS = 1e-5
-HEADS = ("budget_allocation", "cooling_deferral", "deferral")
 #: The env each head drives.
 HEAD_ENVS = {"budget_allocation": "powerrl/ClusterBudget-v0", "cooling_deferral": "powerrl/Datacenter-v0",
              "deferral": "powerrl/Datacenter-v0"}
+HEADS = tuple(HEAD_ENVS)
 #: CRAC supply setpoint the ``deferral`` head holds, degC: the tuned carbon baselines' (tuned.yaml).
 DEFERRAL_SUPPLY_C = 18.0
 
@@ -216,27 +216,21 @@ def make_head(name: str | None, core: Any, shield_cfg: Any) -> Any:
     """The head called ``name`` for an env core (None: no head)."""
     if name is None:
         return None
-    if name == "cooling_deferral":
-        from powerrl.envs.datacenter import DatacenterCore
+    if name not in HEAD_ENVS:
+        raise ValueError(f"unknown action head {name!r}: one of {', '.join(HEADS)}")
+    from powerrl.envs.config import ENV_CONFIGS
 
-        if not isinstance(core, DatacenterCore):
-            raise ValueError("the cooling_deferral head drives powerrl/Datacenter-v0 only")
-        return CoolingDeferralHead({"n_racks": int(core.n_racks), "ceiling": 1.0})
-    if name == "deferral":
-        from powerrl.envs.datacenter import DatacenterCore
-
-        if not isinstance(core, DatacenterCore):
-            raise ValueError("the deferral head drives powerrl/Datacenter-v0 only")
-        lo, hi = core.cfg.supply_min_c, core.cfg.supply_max_c
-        supply = 2.0 * (DEFERRAL_SUPPLY_C - lo) / (hi - lo) - 1.0
-        return CoolingDeferralHead({"n_racks": int(core.n_racks), "ceiling": 1.0, "supply": float(supply)})
+    env_id = HEAD_ENVS[name]
+    cfg: Any = core.cfg
+    if not isinstance(cfg, ENV_CONFIGS[env_id]):
+        raise ValueError(f"the {name} head drives {env_id} only")
     if name == "budget_allocation":
-        from powerrl.envs.cluster_budget import ClusterBudgetCore
-
-        if not isinstance(core, ClusterBudgetCore):
-            raise ValueError("the budget_allocation head drives powerrl/ClusterBudget-v0 only")
         return BudgetAllocationHead.from_core(core, shield_cfg)
-    raise ValueError(f"unknown action head {name!r}: one of {', '.join(HEADS)}")
+    params: dict[str, Any] = {"n_racks": int(core.n_racks), "ceiling": 1.0}
+    if name == "deferral":
+        lo, hi = cfg.supply_min_c, cfg.supply_max_c
+        params["supply"] = float(2.0 * (DEFERRAL_SUPPLY_C - lo) / (hi - lo) - 1.0)
+    return CoolingDeferralHead(params)
 
 
 def head_from_params(name: str, params: dict[str, Any]) -> Any:
