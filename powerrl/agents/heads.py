@@ -221,13 +221,13 @@ def make_head(name: str | None, core: Any, shield_cfg: Any) -> Any:
     from powerrl.envs.config import ENV_CONFIGS
 
     env_id = HEAD_ENVS[name]
-    cfg: Any = core.cfg
-    if not isinstance(cfg, ENV_CONFIGS[env_id]):
+    if not isinstance(core.cfg, ENV_CONFIGS[env_id]):
         raise ValueError(f"the {name} head drives {env_id} only")
     if name == "budget_allocation":
         return BudgetAllocationHead.from_core(core, shield_cfg)
     params: dict[str, Any] = {"n_racks": int(core.n_racks), "ceiling": 1.0}
     if name == "deferral":
+        cfg: Any = core.cfg  # a DatacenterConfig (checked above; ENV_CONFIGS' types are opaque to mypy)
         lo, hi = cfg.supply_min_c, cfg.supply_max_c
         params["supply"] = float(2.0 * (DEFERRAL_SUPPLY_C - lo) / (hi - lo) - 1.0)
     return CoolingDeferralHead(params)
