@@ -445,9 +445,4 @@ def _eval_spec(raw: Any, env_id: str, src: str) -> EvalSpec | None:
     spec = EvalSpec(scenario=str(raw["scenario"]), days=tuple(days), start_h=raw.get("start_h"),
                     duration_h=raw.get("duration_h"), every_steps=every, seeds=seeds, allow_heldout=allow,
                     select=str(select), max_shield_rate=None if cap is None else float(cap))
-    from powerrl.eval.scenario import load_scenario
-
-    sc = load_scenario(spec.scenario)
-    if sc.env_id != env_id:
-        raise ConfigError("eval.scenario", spec.scenario, f"a scenario of {env_id} (it runs {sc.env_id})", src)
-    return spec
+    return spec  # the scenario itself is loaded and checked once, by load_experiment (train.eval_scenario)

@@ -111,6 +111,9 @@ def eval_scenario(exp: Experiment) -> Any:
         return None
     ev = exp.eval
     sc = load_scenario(ev.scenario)
+    if sc.env_id != exp.env_id:
+        raise ConfigError("eval.scenario", ev.scenario, f"a scenario of {exp.env_id} (it runs {sc.env_id})",
+                          exp.source)
     # The experiment's env settings (domains, nodes, reward, ...) with the scenario's data and window.
     own = {k: v for k, v in exp.env_config.items()
            if k not in ("trace", "carbon", "weather", "events", "split", "episode_s")}
