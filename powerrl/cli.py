@@ -16,21 +16,24 @@ from collections.abc import Sequence
 
 from powerrl.errors import PowerrlError
 
-#: Modules contributing subcommands, in ``--help`` order.
-COMMAND_MODULES: tuple[str, ...] = (
-    "powerrl.config_cli",
-    "powerrl.model.cli",
-    "powerrl.envs.cli",
-    "powerrl.hw.cli",
-    "powerrl.shield_cli",
-    "powerrl.eval.cli",
-    "powerrl.agents.train",
-    "powerrl.agents.export",
-)
+#: Modules contributing subcommands, in ``--help`` order, with the command names each registers. A
+#: command line naming one of them imports only that module: ``powerrl agent`` on a node never pays
+#: for (or needs) torch, which ``train`` and ``export`` import.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "powerrl.config_cli": ("config",),
+    "powerrl.model.cli": ("calibrate",),
+    "powerrl.envs.cli": ("envs", "simulate", "docs"),
+    "powerrl.hw.cli": ("hw",),
+    "powerrl.shield_cli": ("shield",),
+    "powerrl.eval.cli": ("compare", "tune-baseline"),
+    "powerrl.agents.train": ("train",),
+    "powerrl.agents.export": ("export",),
+    "powerrl.runtime.cli": ("agent",),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the top-level parser with every available subcommand."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Build the top-level parser: every available subcommand, or only the module registering ``command``."""
     parser = argparse.ArgumentParser(
         prog="powerrl",
         description="Learn, compare and deploy datacenter power-management policies.",
@@ -38,12 +41,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    only = [m for m, names in COMMAND_MODULES.items() if command in names]
+    for name in only or COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
             if exc.name and (exc.name == "powerrl" or exc.name.startswith("powerrl.")):
                 raise  # a broken powerrl module must not silently hide its commands
+            if only:
+                print(f"powerrl {command}: needs {exc.name}, which is not installed "
+                      f"(pip install 'powerrl[train]' for train/export, 'powerrl[agent]' for agent)", file=sys.stderr)
+                sys.exit(2)
             continue  # an optional dependency (e.g. torch) is missing: its commands are unavailable
         module.register(subparsers)
     return parser
@@ -60,9 +68,10 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``powerrl`` console script; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    args.argv = list(argv) if argv is not None else sys.argv[1:]  # the command as typed, for run records
+    argv_list = list(argv) if argv is not None else sys.argv[1:]
+    parser = build_parser(argv_list[0] if argv_list else None)
+    args = parser.parse_args(argv_list)
+    args.argv = argv_list  # the command as typed, for run records
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

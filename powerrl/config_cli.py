@@ -23,6 +23,7 @@ CONFIG_KINDS: dict[str, str] = {
     "shield": "powerrl.shield.config:load_shield_config",
     "scenario": "powerrl.eval.scenario:load_scenario",
     "experiment": "powerrl.agents.config:load_experiment",
+    "host": "powerrl.runtime.config:load_host_file",
 }
 
 

@@ -66,3 +66,19 @@ def test_shield_fuzz_runs_a_cell_and_reports_zero_violations(capsys: pytest.Capt
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "cooling_failure  all_max" in out and "hot-trip exceedances 0" in out
+
+
+def test_command_table_names_every_registered_command() -> None:
+    """A command missing from COMMAND_MODULES would be importable only through the full parser."""
+    from powerrl.cli import COMMAND_MODULES
+
+    assert sorted(n for names in COMMAND_MODULES.values() for n in names) == subcommands()
+
+
+def test_agent_command_never_imports_torch() -> None:
+    code = ("import sys; from powerrl.cli import main; main(['agent', 'check', '--help'])")
+    out = subprocess.run([sys.executable, "-c", code + "\n"], capture_output=True, text=True)
+    assert out.returncode == 0
+    probe = subprocess.run([sys.executable, "-c", "import sys\nfrom powerrl.cli import build_parser\n"
+                            "build_parser('agent')\nprint('torch' in sys.modules)"], capture_output=True, text=True)
+    assert probe.stdout.strip() == "False", probe.stderr

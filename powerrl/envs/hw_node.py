@@ -1,0 +1,425 @@
+"""A real node seen exactly as ``powerrl/NodeDVFS-v0`` sees a simulated one: observation, shield, actuation.
+
+:class:`HardwareNode` is the one place that turns hardware readings into the NodeDVFS observation
+(the same fields, units, order and bounds, so an exported policy's in-graph normalisation applies
+unchanged) and turns P-state indices and power caps back into sysfs writes. The node agent
+(:mod:`powerrl.runtime.agent`) and ``powerrl/RealNode-v0`` (:mod:`powerrl.envs.real_node`) both use it.
+
+How each observation field is measured (per frequency domain; ``docs/deploy.md`` has the table):
+
+* ``util``: busy share of the domain's CPUs over the last period, from ``/proc/stat`` ticks
+  (user + nice + system + irq + softirq + steal over all but idle + iowait: ``filesystems/proc.rst``).
+* ``offered_load``: ``util * f_cur / f_max``, the work done in units of capacity at f_max (the
+  simulator's offered load when the domain is not saturated; saturation hides excess demand).
+* ``mem_bound``: the host file's constant (hardware counters are not needed by the policy's
+  decision in practice, and ``perf`` needs privileges most deployments do not grant).
+* ``pstate``: the P-state index last written (before the first write: nearest to ``scaling_cur_freq``).
+* ``temp_die_c``: the domain's package temperature (``x86_pkg_temp`` zone or ``coretemp``/``k10temp``).
+* ``power_w``: the domain's RAPL package energy over the last period (J/s); a zone shared by
+  several domains is split equally.
+* ``latency_slack``: ``1 - p99 / sla_ms`` from the application's ``latency_file``; without one,
+  the M/M/1 estimate ``p99 = ln(100) * service_ms * f_max / f_cur / (1 - util)`` (M/M/1 response
+  time is exponential with rate ``mu - lambda``).
+* ``backlog_s``: runnable tasks beyond the CPUs (``procs_running`` of ``/proc/stat``) times the
+  service time, per CPU: a queue proxy.
+* ``tod_sin``, ``tod_cos``: local time of day.
+
+Pitfalls: the first reading has no previous one, so rates (util, power) are NaN until the second;
+callers treat NaN features as stale sensors (the watchdog's fallback decides).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from gymnasium import spaces
+
+from powerrl.control import ControlTarget
+from powerrl.envs.node_dvfs import DOMAIN_FIELDS, ENV_ID, GLOBAL_FIELDS
+from powerrl.hw.actuator import Actuator, ActuationReport, Target, cpufreq_targets
+from powerrl.hw.cpufreq import KHZ_PER_MHZ, Cpufreq
+from powerrl.hw.errors import HwError
+from powerrl.hw.host import HostLayout
+from powerrl.hw.procstat import PROC_STAT
+from powerrl.hw.rapl import UW_PER_W, Rapl
+from powerrl.hw.safety import SafeWriter
+from powerrl.hw.sensors import COUNTER, GAUGE, Sampler, Sensor
+from powerrl.model import power as power_model
+from powerrl.model.profiles import get_profile
+from powerrl.shield.config import ShieldConfig
+from powerrl.shield.shield import Shield, Telemetry
+from powerrl.shield.thermal import ThermalShield, UnitModel
+
+#: The zone name the hardware provides to the shield: one CPU package temperature per domain.
+HW_ZONES = ("package",)
+#: ln(100): the 99th percentile of an exponential distribution in units of its mean.
+LN_100 = math.log(100.0)
+_FIELD = {name: j for j, (name, *_rest) in enumerate(DOMAIN_FIELDS)}
+_LO = np.array([f[2] for f in DOMAIN_FIELDS])
+_HI = np.array([f[3] for f in DOMAIN_FIELDS])
+
+
+@dataclass
+class Reading:
+    """One synchronous sample of a node (SI units, per domain unless stated)."""
+
+    t_s: float  # monotonic clock of the sample, s
+    wall_s: float  # wall clock, s since the epoch
+    util: np.ndarray
+    freq_mhz: np.ndarray
+    temp_c: np.ndarray
+    power_w: np.ndarray
+    energy_j: float  # cumulative energy of the measured zones, J (NaN without RAPL)
+    latency_ms: float  # p99 latency, ms (NaN when unknown)
+    procs_running: int
+    errors: dict[str, int] = field(default_factory=dict)  # sensor -> failed reads this sample
+
+
+def parse_proc_stat_cpus(text: str, n_cpus: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per-CPU busy and total ticks (``[n_cpus]``, -1 where a CPU is missing) and ``procs_running``.
+
+    Busy time is user + nice + system + irq + softirq + steal; idle is idle + iowait (the split of
+    ``powerrl.hw.procstat`` and ``sampler.h``).
+    """
+    busy = np.full(n_cpus, -1, dtype=np.int64)
+    total = np.full(n_cpus, -1, dtype=np.int64)
+    running = 0
+    for line in text.splitlines():
+        if line.startswith("cpu") and not line.startswith("cpu "):
+            parts = line.split()
+            try:
+                c = int(parts[0][3:])
+                v = [int(x) for x in parts[1:9]] + [0] * max(0, 9 - len(parts))
+            except ValueError:
+                continue
+            if 0 <= c < n_cpus:
+                b = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+                busy[c], total[c] = b, b + v[3] + v[4]
+        elif line.startswith("procs_running"):
+            try:
+                running = int(line.split()[1])
+            except (IndexError, ValueError):
+                pass
+    return busy, total, running
+
+
+def unit_model(layout: HostLayout) -> UnitModel:
+    """The shield's power/thermal model of each domain: the host profile's server split over the domains,
+    with full-load power evaluated at the host's P-state table (docs/model.md)."""
+    prof = get_profile(layout.config.profile)
+    n = len(layout.domains)
+    fr = layout.pstates_mhz / layout.pstates_mhz[-1]
+    vr = power_model.volt_ratio(fr)
+    full = power_model.node_power_w(1.0, fr, vr, 0.0, prof.idle_w, prof.busy_w, prof.shape_r, prof.static_share,
+                                    prof.wake_share)
+    return UnitModel(full_power_w=np.tile(np.asarray(full) / n, (n, 1)), max_power_w=np.full(n, prof.busy_w / n),
+                     r_die_c_per_w=np.full(n, prof.r_die_c_per_w * n), r_sink_c_per_w=np.full(n, prof.r_sink_c_per_w * n),
+                     tau_sink_s=np.full(n, prof.tau_sink_s))
+
+
+def node_shield(layout: HostLayout, cfg: ShieldConfig, source: str | None = None) -> Shield:
+    """The thermal shield over a node's domains (units), checked against the host's zones and P-states."""
+    cfg.check_zones(HW_ZONES, layout.config.name or "this host", source)
+    cfg.check_pstates(len(layout.pstates_mhz), layout.config.name or "this host", source)
+    return Shield(cfg, ThermalShield(cfg, unit_model(layout)))
+
+
+def hardware_target(layout: HostLayout, period_s: float, shield_cfg: ShieldConfig) -> ControlTarget:
+    """The :class:`ControlTarget` of a real node, as :func:`powerrl.envs.target.control_target` builds one
+    for the simulator (baselines read the P-state table and per-domain powers from it)."""
+    prof = get_profile(layout.config.profile)
+    model = unit_model(layout)
+    n = len(layout.domains)
+
+    def ro(x: np.ndarray) -> np.ndarray:
+        out = np.array(x, dtype=np.float64)
+        out.setflags(write=False)
+        return out
+
+    return ControlTarget(
+        env_id=ENV_ID, dt_s=period_s, n_units=n, unit_fields=tuple(f[0] for f in DOMAIN_FIELDS),
+        global_fields=tuple(f[0] for f in GLOBAL_FIELDS), freqs_mhz=ro(layout.pstates_mhz),
+        idle_w=ro(np.full(n, prof.idle_w / n)), busy_w=ro(np.full(n, prof.busy_w / n)),
+        busy_w_at_pstate=ro(model.full_power_w),
+        extras={"shield": shield_cfg, "sla_ms": layout.config.sla_ms, "service_ms": layout.config.service_ms})
+
+
+def observation_space(n_domains: int) -> spaces.Box:
+    """NodeDVFS-v0's observation space for ``n_domains`` domains."""
+    lo = np.array([f[2] for f in DOMAIN_FIELDS] * n_domains + [f[2] for f in GLOBAL_FIELDS], dtype=np.float32)
+    hi = np.array([f[3] for f in DOMAIN_FIELDS] * n_domains + [f[3] for f in GLOBAL_FIELDS], dtype=np.float32)
+    return spaces.Box(lo, hi, dtype=np.float32)
+
+
+class HardwareNode:
+    """Samples a bound host, builds NodeDVFS observations and actuates P-states and RAPL caps.
+
+    Args:
+        layout: the bound host (:func:`powerrl.hw.host.bind_host`).
+        writer: the session's :class:`SafeWriter`; None = read-only (dry run: nothing is ever written).
+        period_s: control period, s (for the sampler's statistics).
+        fixed_dt_s: time between samples used for rates (power), s; None = the measured time. Set it
+            when a fake kernel is stepped in-process faster than real time (tests, ``RealNode-v0``
+            over a :class:`~powerrl.hw.fake.FakeKernel`).
+    """
+
+    def __init__(self, layout: HostLayout, writer: SafeWriter | None = None, period_s: float = 0.1,
+                 fixed_dt_s: float | None = None) -> None:
+        self.layout = layout
+        self.fixed_dt_s = fixed_dt_s
+        self.root = layout.root
+        self.writer = writer
+        self.period_s = period_s
+        cfg = layout.config
+        self.n = len(layout.domains)
+        self.n_pstates = len(layout.pstates_mhz)
+        self.f_max_mhz = float(layout.pstates_mhz[-1])
+        self.action_space = spaces.MultiDiscrete(np.full(self.n, self.n_pstates, dtype=np.int64))
+        self.observation_space = observation_space(self.n)
+        self.policy_domain = layout.policy_domain
+        self._policy_count = np.bincount(self.policy_domain, minlength=self.n).astype(np.float64)
+        sensors = [Sensor(f"policy{p.id}.cur_freq_mhz", p.attr("scaling_cur_freq"), GAUGE, 1.0 / KHZ_PER_MHZ)
+                   for p in layout.policies]
+        self._freq_slice = slice(0, len(sensors))
+        # Energy: one counter per distinct zone; share[d, z] splits a zone over the domains it measures.
+        zones = []
+        for d in layout.domains:
+            if d.rapl is not None and d.rapl.id not in [z.id for z in zones]:
+                zones.append(d.rapl)
+        self._zone_share = np.zeros((self.n, len(zones)))
+        for d in layout.domains:
+            if d.rapl is not None:
+                self._zone_share[d.index, [z.id for z in zones].index(d.rapl.id)] = 1.0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            users = self._zone_share.sum(axis=0)
+            self._zone_share = np.where(users > 0, self._zone_share / np.maximum(users, 1), 0.0)
+        self.zones = zones
+        e0 = len(sensors)
+        sensors += [Sensor(f"{z.name}.energy_j", z.energy_rel, COUNTER, 1e-6, z.max_energy_range_uj) for z in zones]
+        self._energy_slice = slice(e0, len(sensors))
+        t0 = len(sensors)
+        self._temp_index = np.full(self.n, -1)
+        for d in layout.domains:
+            if d.temp_rel is not None:
+                self._temp_index[d.index] = len(sensors)
+                sensors.append(Sensor(f"domain{d.index}.temp_c", d.temp_rel, GAUGE, 1e-3))
+        self._temp_slice = slice(t0, len(sensors))
+        self.sensors = sensors
+        self.sampler = Sampler(self.root, sensors, period_s=period_s)
+        self._cpu_domain = np.full(max(max(d.cpus) for d in layout.domains) + 1, -1)
+        for d in layout.domains:
+            self._cpu_domain[list(d.cpus)] = d.index
+        self._n_cpus = len(self._cpu_domain)
+        self._domain_cpus = np.array([len(d.cpus) for d in layout.domains], dtype=np.float64)
+        self._prev_ticks: tuple[np.ndarray, np.ndarray] | None = None
+        self._prev_energy: np.ndarray | None = None
+        self._prev_t: float | None = None
+        self._latency_path = None
+        if cfg.latency_file:
+            lf = cfg.latency_file
+            self._latency_path = lf if os.path.isabs(lf) and cfg.root == "/" else str(self.root.path(lf.lstrip("/")))
+        self.pstate = np.full(self.n, -1, dtype=np.int64)  # last P-states written (-1: none yet)
+        self._freq_act: Actuator | None = None
+        self._cap_act: Actuator | None = None
+        self._cap_zones = [z for z in zones if any(c.name == "long_term" for c in z.constraints)]
+        self.cap_w = np.full(self.n, np.inf)  # caps last written per domain (W, inf = none)
+        self.reading: Reading | None = None
+
+    # -- sensing -------------------------------------------------------------------------------------
+    def sample(self) -> Reading:
+        """Take one sample now (native reads of every sensor plus ``/proc/stat``)."""
+        self.sampler.native.sample_once()
+        t_s, values = self.sampler.native.latest()
+        wall = time.time()
+        errors: dict[str, int] = {}
+        n = self.n
+        try:
+            text = self.root.read_text(PROC_STAT)
+        except HwError:
+            text = ""
+            errors["proc_stat"] = 1
+        busy, total, running = parse_proc_stat_cpus(text, self._n_cpus)
+        util = np.full(n, np.nan)
+        if self._prev_ticks is not None:
+            pb, pt = self._prev_ticks
+            ok = (busy >= 0) & (pb >= 0) & (self._cpu_domain >= 0)
+            db = np.where(ok, busy - pb, 0).astype(np.float64)
+            dt = np.where(ok, total - pt, 0).astype(np.float64)
+            sb = np.bincount(self._cpu_domain[ok], weights=db[ok], minlength=n)
+            st = np.bincount(self._cpu_domain[ok], weights=dt[ok], minlength=n)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                util = np.where(st > 0, np.clip(sb / np.maximum(st, 1), 0.0, 1.0), np.nan)
+                # No tick elapsed (USER_HZ = 100 over a 100 ms period can give 0 on an idle CPU): keep the last.
+                if self.reading is not None:
+                    util = np.where(st > 0, util, self.reading.util)
+        self._prev_ticks = (busy, total)
+        freqs = values[self._freq_slice]
+        with np.errstate(invalid="ignore"):
+            freq = np.bincount(self.policy_domain, weights=np.nan_to_num(freqs, nan=0.0), minlength=n)
+            bad_f = np.bincount(self.policy_domain, weights=np.isnan(freqs).astype(float), minlength=n)
+            freq = np.where(bad_f > 0, np.nan, freq / self._policy_count)
+        energy = values[self._energy_slice]
+        power = np.full(n, np.nan)
+        if self.zones and self._prev_energy is not None and self._prev_t is not None and t_s > self._prev_t:
+            dt_s = self.fixed_dt_s if self.fixed_dt_s is not None else t_s - self._prev_t
+            zone_w = (energy - self._prev_energy) / dt_s
+            power = self._zone_share @ np.where(np.isfinite(zone_w), zone_w, np.nan)
+        self._prev_energy, self._prev_t = energy, t_s
+        temp = np.full(n, np.nan)
+        have = self._temp_index >= 0
+        temp[have] = values[self._temp_index[have]]
+        for i, s in enumerate(self.sensors):
+            if not math.isfinite(values[i]):
+                errors[s.name] = 1
+        r = Reading(t_s=float(t_s), wall_s=wall, util=util, freq_mhz=freq, temp_c=temp, power_w=power,
+                    energy_j=float(np.sum(energy)) if self.zones else math.nan, latency_ms=self._latency_ms(),
+                    procs_running=running, errors=errors)
+        if self.pstate[0] < 0 and np.all(np.isfinite(freq)):
+            self.pstate[:] = self.layout.pstate_of_mhz(freq)
+        self.reading = r
+        return r
+
+    def _latency_ms(self) -> float:
+        if self._latency_path is None:
+            return math.nan
+        try:
+            with open(self._latency_path, encoding="ascii") as fh:
+                v = float(fh.read().strip())
+            return v if v >= 0 and math.isfinite(v) else math.nan
+        except (OSError, ValueError):
+            return math.nan
+
+    def observation(self, r: Reading) -> np.ndarray:
+        """The NodeDVFS-v0 observation of reading ``r`` (float32; NaN where a sensor failed)."""
+        cfg = self.layout.config
+        n = self.n
+        per = np.empty((n, len(DOMAIN_FIELDS)))
+        ratio = r.freq_mhz / self.f_max_mhz
+        per[:, _FIELD["util"]] = r.util
+        per[:, _FIELD["offered_load"]] = r.util * ratio
+        per[:, _FIELD["mem_bound"]] = cfg.mem_bound
+        per[:, _FIELD["pstate"]] = np.maximum(self.pstate, 0) / (self.n_pstates - 1)
+        per[:, _FIELD["temp_die_c"]] = r.temp_c
+        per[:, _FIELD["power_w"]] = r.power_w
+        if math.isfinite(r.latency_ms):
+            p99 = np.full(n, r.latency_ms)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                p99 = np.where(r.util < 1.0, LN_100 * cfg.service_ms / ratio / (1.0 - r.util), np.inf)
+        per[:, _FIELD["latency_slack"]] = 1.0 - p99 / cfg.sla_ms
+        cpus = self._domain_cpus.sum()
+        per[:, _FIELD["backlog_s"]] = max(0, r.procs_running - cpus) / cpus * cfg.service_ms / 1000.0
+        with np.errstate(invalid="ignore"):
+            per = np.where(np.isnan(per), np.nan, np.clip(per, _LO, _HI))
+        lt = time.localtime(r.wall_s)
+        tod = 2.0 * math.pi * (lt.tm_hour * 3600 + lt.tm_min * 60 + lt.tm_sec) / 86400.0
+        return np.concatenate([per.ravel(), [math.sin(tod), math.cos(tod)]]).astype(np.float32)
+
+    def telemetry(self, r: Reading, inlet_c: float | None = None) -> Telemetry:
+        """The shield's view of reading ``r`` (NaN temperatures read as hot; NaN power as 0 W)."""
+        inlet = self.layout.config.inlet_c if inlet_c is None else inlet_c
+        return Telemetry(temp_c=r.temp_c, unit_power_w=np.nan_to_num(r.power_w, nan=0.0),
+                         inlet_c=np.full(self.n, inlet), time_s=r.t_s)
+
+    # -- actuation -----------------------------------------------------------------------------------
+    def _require_writer(self) -> SafeWriter:
+        if self.writer is None:
+            raise HwError("this HardwareNode is read-only (dry run): pass a SafeWriter to actuate")
+        return self.writer
+
+    def prepare(self) -> None:
+        """Open the frequency targets (and select ``userspace`` for ``scaling_setspeed``); journaled first."""
+        w = self._require_writer()
+        if self._freq_act is not None:
+            return
+        knob = self.layout.config.actuate
+        pols = self.layout.policies
+        if knob == "scaling_setspeed":
+            cf = Cpufreq(self.root)
+            for p in pols:
+                if cf.governor(p) != "userspace":
+                    cf.set_governor(w, p, "userspace")
+        self._freq_act = Actuator(self.root, w, cpufreq_targets(pols, knob))
+
+    def freqs_for(self, pstate: np.ndarray) -> np.ndarray:
+        """Per-policy target frequencies (MHz) of per-domain P-states."""
+        return self.layout.pstates_mhz[np.asarray(pstate, dtype=np.int64)[self.policy_domain]]
+
+    def apply_pstates(self, pstate: np.ndarray) -> ActuationReport:
+        """Write per-domain P-states to every policy of each domain (one native batch)."""
+        self.prepare()
+        assert self._freq_act is not None
+        p = np.asarray(pstate, dtype=np.int64)
+        report = self._freq_act.apply(self.freqs_for(p))
+        self.pstate[:] = p
+        return report
+
+    @property
+    def can_cap(self) -> bool:
+        """Whether the host may write RAPL long-term limits for caps (config and zones allow it)."""
+        return self.layout.config.rapl_caps and bool(self._cap_zones)
+
+    def zone_caps_w(self, domain_cap_w: np.ndarray) -> np.ndarray:
+        """Per cap zone limit (W) of per-domain caps (a zone shared by domains gets their sum)."""
+        ids = [z.id for z in self.zones]
+        out = np.zeros(len(self._cap_zones))
+        for k, z in enumerate(self._cap_zones):
+            j = ids.index(z.id)
+            out[k] = float(np.sum(np.where(self._zone_share[:, j] > 0, domain_cap_w, 0.0)))
+        return out
+
+    def original_limits_w(self) -> np.ndarray:
+        """The cap zones' long-term limits as the journal saved them (or as now, before any write), W."""
+        rapl = Rapl(self.root)
+        out = []
+        saved = self.writer.saved if self.writer is not None else {}
+        for z in self._cap_zones:
+            c = rapl.constraint(z, "long_term")
+            rel = c.attr(z.rel, "power_limit_uw")
+            text = saved.get(rel)
+            out.append(int(text) / UW_PER_W if text and text.strip().isdigit() else rapl.power_limit_w(z, c))
+        return np.array(out)
+
+    def apply_caps(self, domain_cap_w: np.ndarray) -> ActuationReport | None:
+        """Write RAPL long-term limits for per-domain caps (W, inf = no cap: the original limit).
+
+        Caps are rounded down to whole watts (no write churn from float noise) and clamped into the
+        constraint's range. Returns None when the host has no cap zone or caps are off.
+        """
+        if not self.can_cap:
+            return None
+        w = self._require_writer()
+        if self._cap_act is None:
+            rapl = Rapl(self.root)
+            targets = []
+            for z in self._cap_zones:
+                c = rapl.constraint(z, "long_term")
+                hi = c.max_power_w if c.max_power_w else 1e6
+                targets.append(Target(f"{z.name}.long_term.power_limit_w", c.attr(z.rel, "power_limit_uw"), UW_PER_W,
+                                      0.0, hi, 0.0))
+            self._cap_act = Actuator(self.root, w, targets)
+        original = self.original_limits_w()
+        want = self.zone_caps_w(np.asarray(domain_cap_w, dtype=np.float64))
+        hi = np.array([t.hi for t in self._cap_act.targets])
+        limit = np.where(np.isfinite(want), np.minimum(np.floor(want), original), original)
+        limit = np.clip(limit, 1.0, hi)
+        report = self._cap_act.apply(limit)
+        self.cap_w = np.asarray(domain_cap_w, dtype=np.float64).copy()
+        return report
+
+    def reopen(self) -> None:
+        """Forget the actuators (after the writer restored everything): the next write journals afresh."""
+        for act in (self._freq_act, self._cap_act):
+            if act is not None:
+                act.close()
+        self._freq_act = self._cap_act = None
+        self.cap_w = np.full(self.n, np.inf)
+
+    def close(self) -> None:
+        """Close the sampler and actuators (restoring is the writer's job)."""
+        self.reopen()
+        self.sampler.close()

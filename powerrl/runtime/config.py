@@ -1,0 +1,78 @@
+"""The ``agent:`` section of a host file: how the node agent runs (period, shield, fallback, outputs).
+
+A host file (``kind: host``) has the hardware mapping at the top level (:mod:`powerrl.hw.host`) and
+the agent's settings under ``agent:``; ``powerrl config check HOST.yaml`` validates both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from powerrl.config import from_dict, load_kind, spec
+from powerrl.hw.host import HostConfig, host_config
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus exposition: loopback by default (the metrics name the node's power and temperatures)."""
+
+    address: str = field(default="127.0.0.1", metadata=spec(doc="listen address; 0.0.0.0 exposes it to the network"))
+    port: int = field(default=9464, metadata=spec(lo=0, hi=65535, doc="TCP port; 0 = no metrics endpoint"))
+
+
+@dataclass(frozen=True)
+class CapLeaseConfig:
+    """What a coordinator cap does when the coordinator goes quiet."""
+
+    lease_s: float = field(default=5.0, metadata=spec(lo=0.0, lo_open=True, unit="s",
+                                                        doc="a cap holds this long after it was last refreshed"))
+    decay_s: float = field(default=30.0, metadata=spec(lo=0.0, unit="s",
+                                                        doc="then falls linearly to the guaranteed base over this long"))
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """The node agent's settings (the ``agent:`` section of a host file)."""
+
+    period_ms: float = field(default=100.0, metadata=spec(lo=10.0, hi=60_000.0, unit="ms", doc="control period"))
+    shield: str = field(default="default", metadata=spec(doc="shipped shield name or YAML path"))
+    fallback: str = field(default="schedutil", metadata=spec(
+        doc="registered controller deciding when the policy fails, times out or sensors are stale"))
+    controller_timeout_ms: float = field(default=20.0, metadata=spec(
+        lo=0.0, lo_open=True, unit="ms", doc="a policy answer later than this is replaced by the fallback's"))
+    hang_s: float = field(default=2.0, metadata=spec(
+        lo=0.0, lo_open=True, unit="s", doc="no completed tick for this long: restore the kernel's own settings"))
+    log: str | None = field(default=None, metadata=spec(doc="JSON-lines log file (default: standard output)"))
+    log_every: int = field(default=10, metadata=spec(
+        lo=1, doc="log one tick in this many (ticks with shield events, fallbacks or cap changes are always logged)"))
+    state_dir: str = field(default="run/powerrl", metadata=spec(doc="status, pid and cap files, under the root"))
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    caps: CapLeaseConfig = field(default_factory=CapLeaseConfig)
+
+    @property
+    def period_s(self) -> float:
+        """Control period, s."""
+        return self.period_ms / 1000.0
+
+
+@dataclass(frozen=True)
+class HostFile:
+    """A whole host file: the hardware mapping and the agent's settings."""
+
+    host: HostConfig
+    agent: AgentConfig
+    path: str | None = None
+
+
+def host_file(data: dict[str, Any] | None = None, source: str | None = None) -> HostFile:
+    """Validate a host file's mapping (both sections)."""
+    data = dict(data or {})
+    agent = from_dict(AgentConfig, data.get("agent"), path="agent", source=source)
+    return HostFile(host_config(data, source), agent, source)
+
+
+def load_host_file(path: str | Path) -> HostFile:
+    """Load and validate a host file (``kind: host``)."""
+    return host_file(load_kind(path, "host"), str(path))
