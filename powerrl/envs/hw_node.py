@@ -88,22 +88,32 @@ def parse_proc_stat_cpus(text: str, n_cpus: int) -> tuple[np.ndarray, np.ndarray
     busy = np.full(n_cpus, -1, dtype=np.int64)
     total = np.full(n_cpus, -1, dtype=np.int64)
     running = 0
-    for line in text.splitlines():
-        if line.startswith("cpu") and not line.startswith("cpu "):
-            parts = line.split()
-            try:
-                c = int(parts[0][3:])
-                v = [int(x) for x in parts[1:9]] + [0] * max(0, 9 - len(parts))
-            except ValueError:
-                continue
-            if 0 <= c < n_cpus:
-                b = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
-                busy[c], total[c] = b, b + v[3] + v[4]
+    ids: list[int] = []
+    rows: list[str] = []
+    for line in text.split("\n"):
+        if line.startswith("cpu"):
+            name, _, rest = line.partition(" ")
+            if name != "cpu" and name[3:].isdigit():
+                ids.append(int(name[3:]))
+                rows.append(rest)
         elif line.startswith("procs_running"):
-            try:
-                running = int(line.split()[1])
-            except (IndexError, ValueError):
-                pass
+            parts = line.split()
+            if len(parts) > 1 and parts[1].isdigit():
+                running = int(parts[1])
+    if rows:
+        try:
+            # One conversion for the whole table (every line has the same columns on one kernel).
+            v = np.array(" ".join(rows).split(), dtype=np.int64).reshape(len(rows), -1)
+        except ValueError:
+            return busy, total, running  # a torn or foreign format: every CPU unknown this time
+        if v.shape[1] < 5:
+            return busy, total, running
+        v = np.pad(v, ((0, 0), (0, max(0, 8 - v.shape[1]))))
+        b = v[:, 0] + v[:, 1] + v[:, 2] + v[:, 5] + v[:, 6] + v[:, 7]
+        idx = np.array(ids)
+        keep = idx < n_cpus
+        busy[idx[keep]] = b[keep]
+        total[idx[keep]] = (b + v[:, 3] + v[:, 4])[keep]
     return busy, total, running
 
 

@@ -474,7 +474,10 @@ class FakeKernel:
         directory: a tree made by :func:`make_fake_sysfs`.
         load: CPU load in [0, 1] per CPU (or one value); default the tree's ``load``. A file
             ``.powerrl-fake-kernel/load`` (one number, or one per CPU) overrides it on every step, so
-            another process can change the load of a running fake kernel.
+            another process can change the load of a running fake kernel. Likewise a file
+            ``.powerrl-fake-kernel/inlet`` (one number, degC) sets the inlet air temperature of every
+            CPU: a heat wave or cooling failure for tests of the thermal shield (removing the file
+            returns to the tree's ``inlet_c``).
     """
 
     def __init__(self, directory: str | os.PathLike[str], *, load: float | None = None) -> None:
@@ -572,6 +575,23 @@ class FakeKernel:
         else:
             self._log_error(f"{p}: need 1 or {self.n} values, got {vals.size}")
 
+    def _read_inlet(self) -> None:
+        p = self.root / STATE_DIR / "inlet"
+        try:
+            text = p.read_text(encoding="ascii")
+        except FileNotFoundError:
+            self.arrays.inlet_c[:] = self.info["inlet_c"]
+            return
+        try:
+            inlet = float(text.strip())
+        except ValueError:
+            self._log_error(f"{p}: not a number, inlet unchanged")
+            return
+        if not -20.0 <= inlet <= 150.0:
+            self._log_error(f"{p}: {inlet} degC outside [-20, 150], inlet unchanged")
+            return
+        self.arrays.inlet_c[:] = inlet
+
     # -- the kernel's and firmware's reactions ------------------------------------------------------
     def _police_writes(self) -> None:
         """Validate attributes changed since the last step; put rejected values back; firmware overrides."""
@@ -645,6 +665,7 @@ class FakeKernel:
         if not dt_s > 0.0:
             raise ValueError(f"dt_s must be > 0 s, got {dt_s}")
         self._read_load()
+        self._read_inlet()
         self._police_writes()
         a = self.arrays
         if self._dt != dt_s:

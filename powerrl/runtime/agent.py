@@ -39,6 +39,7 @@ from typing import IO, Any
 
 import numpy as np
 
+import powerrl.baselines  # noqa: F401 - registers the governors the fallback and --controller name
 from powerrl.control import Controller, make_controller
 from powerrl.envs.hw_node import HardwareNode, Reading, hardware_target, node_shield
 from powerrl.errors import ConfigError, PowerrlError
