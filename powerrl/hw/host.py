@@ -254,8 +254,9 @@ def bind_host(cfg: HostConfig, root: SysfsRoot | None = None, source: str | None
             try:
                 zone = rapl.zone(spec_i.rapl_zone)
             except HwError:
-                raise ConfigError(f"domains[{i}].rapl_zone", spec_i.rapl_zone,
-                                  "a RAPL zone this node has: " + (", ".join(rapl.zone_ids()) or "none"), source) from None
+                have = ", ".join(rapl.zone_ids()) or "none"
+                raise ConfigError(f"domains[{i}].rapl_zone", spec_i.rapl_zone, f"a RAPL zone this node has: {have}",
+                                  source) from None
         elif len(packages) == n:
             zone = packages[i]
         elif packages:
@@ -269,8 +270,8 @@ def bind_host(cfg: HostConfig, root: SysfsRoot | None = None, source: str | None
             temp_rel, label = temps[0]
         else:
             temp_rel, label = None, "none"
-        cpus = tuple(sorted({c for p in members for c in (p.related_cpus or (p.id,))}))
-        domains.append(Domain(i, tuple(members), cpus, zone, temp_rel, label))
+        domain_cpus = tuple(sorted({c for p in members for c in (p.related_cpus or (p.id,))}))
+        domains.append(Domain(i, tuple(members), domain_cpus, zone, temp_rel, label))
     if packages and len(packages) != n and not cfg.domains:
         notes.append(f"power: {len(packages)} RAPL package zone(s) for {n} domains"
                      + (": shared by every domain" if len(packages) == 1 else ": not attributed per domain"))

@@ -27,7 +27,6 @@ import dataclasses
 import json
 import math
 import os
-import resource
 import signal
 import socket
 import sys
@@ -183,6 +182,7 @@ class NodeAgent:
         self._wake = threading.Event()
         self._lock = threading.Lock()  # between ticks' writes and the hang watchdog's restore
         self._restored_by_watchdog = False
+        self._signal: str | None = None
         self._last_tick_done = time.monotonic()
         self._own_log = False
         if log is None and cfg.log:
@@ -408,10 +408,11 @@ class NodeAgent:
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
             return {}
-        prev = {}
+        prev: dict[int, Any] = {}
 
         def on_stop(signum: int, frame: Any) -> None:
-            self._emit({"event": "signal", "signal": signal.Signals(signum).name})
+            # Only flags here: the handler may interrupt a log write, and buffered writes are not reentrant.
+            self._signal = signal.Signals(signum).name
             self.stop()
 
         for sig in STOP_SIGNALS:
@@ -421,7 +422,8 @@ class NodeAgent:
 
     def _hang_watchdog(self) -> None:
         """Restore the kernel's own settings when no tick completes for ``hang_s`` (a stuck loop)."""
-        hang_s = self.host.agent.hang_s
+        # Never shorter than a few periods: a slow configured period is not a hang.
+        hang_s = max(self.host.agent.hang_s, 3 * self.period_s)
         while not self._stop.wait(min(hang_s / 4, 0.5)):
             if time.monotonic() - self._last_tick_done > hang_s and self.writer is not None \
                     and not self._restored_by_watchdog:
@@ -439,6 +441,8 @@ class NodeAgent:
     def close(self, handlers: dict[int, Any] | None = None) -> None:
         """Restore every saved setting, write the final status, release everything."""
         self._stop.set()
+        if self._signal is not None:
+            self._emit({"event": "signal", "signal": self._signal})
         failed: list[tuple[str, str]] = []
         if self.writer is not None:
             with self._lock:

@@ -89,8 +89,10 @@ def write_cap_file(state_dir: Path, cap_w: float | None, issued_s: float | None 
 
 
 def read_cap_file(path: Path) -> tuple[float | None, float, float | None] | None:
-    """``(cap_w, issued_s, lease_s)`` from ``cap.json`` (``lease_s``: None = the agent's default, inf = no
-    expiry); None when absent. Raises ConfigError on a bad file."""
+    """``(cap_w, issued_s, lease_s)`` from ``cap.json``; None when absent.
+
+    ``lease_s`` is None for the agent's default and inf for no expiry. Raises ConfigError on a bad file.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

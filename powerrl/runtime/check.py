@@ -1,4 +1,4 @@
-"""``powerrl agent check``: is this node ready for the agent, and what exactly is missing?
+"""``powerrl agent check``: whether this node is ready for the agent, and what exactly is missing.
 
 Each item says what the agent needs, whether the node has it and, if not, why and how to fix it.
 Items marked *needed* stop ``powerrl agent run --apply`` before anything is written; the others
@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+
 from powerrl.errors import PowerrlError
 from powerrl.hw.host import HostLayout, bind_host
 from powerrl.hw.procstat import PROC_STAT
@@ -92,7 +93,8 @@ def _cap_items(layout: HostLayout, root: SysfsRoot) -> list[CheckItem]:
     return out
 
 
-def check_host(hf: HostFile, controller: str | None, root: str | None = None) -> tuple[list[CheckItem], HostLayout | None]:
+def check_host(hf: HostFile, controller: str | None, root: str | None = None
+               ) -> tuple[list[CheckItem], HostLayout | None]:
     """Every readiness item for ``hf`` on the node under ``root`` (default the file's ``root``)."""
     hcfg = hf.host if root is None else dataclasses.replace(hf.host, root=root)
     sroot = SysfsRoot(hcfg.root)

@@ -28,8 +28,8 @@ class CapLeaseConfig:
 
     lease_s: float = field(default=5.0, metadata=spec(lo=0.0, lo_open=True, unit="s",
                                                         doc="a cap holds this long after it was last refreshed"))
-    decay_s: float = field(default=30.0, metadata=spec(lo=0.0, unit="s",
-                                                        doc="then falls linearly to the guaranteed base over this long"))
+    decay_s: float = field(default=30.0, metadata=spec(
+        lo=0.0, unit="s", doc="then falls linearly to the guaranteed base over this long"))
 
 
 @dataclass(frozen=True)
