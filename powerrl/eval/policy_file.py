@@ -72,12 +72,20 @@ class PolicyFileController(Controller):
         self.name = path.stem
 
     def act_batch(self, observations: np.ndarray, time_s: np.ndarray | None = None) -> np.ndarray:
-        """The policy's deterministic actions, cast to the action space's dtype and clipped into it."""
+        """The policy's deterministic actions, cast to the action space's dtype and clipped into it.
+
+        A discrete output that is not finite is returned as it is (float NaN/inf), never cast and
+        clipped into a valid-looking index: the shield's watchdog must see a broken policy and hand
+        the decision to the fallback.
+        """
         x = np.ascontiguousarray(observations, dtype=np.float32)
         y = np.asarray(self.session.run(None, {self.input_name: x})[0])
         space = self.action_space
         if isinstance(space, spaces.MultiDiscrete):
-            return np.clip(np.rint(y).astype(np.int64), 0, space.nvec - 1).reshape(x.shape[0], *space.shape)
+            shape = (x.shape[0], *space.shape)
+            if not np.isfinite(y).all():
+                return y.astype(np.float64).reshape(shape)
+            return np.clip(np.rint(y).astype(np.int64), 0, space.nvec - 1).reshape(shape)
         if isinstance(space, spaces.Box):
             return np.clip(y, space.low, space.high).astype(space.dtype).reshape(x.shape[0], *space.shape)
         raise ConfigError("policy", self.name, f"an env with a Box or MultiDiscrete action space, not {space}")

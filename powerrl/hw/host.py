@@ -206,6 +206,19 @@ def _by_package(root: SysfsRoot, policies: list[CpufreqPolicy]) -> dict[int, lis
     return groups
 
 
+def _package_index(root: SysfsRoot, members: list[CpufreqPolicy], i: int, n: int, n_packages: int) -> int:
+    """Which of ``n_packages`` package sensors (in package order) belongs to domain ``i`` of ``n``.
+
+    The package of the domain's first CPU when the node reports its topology, else the domain's
+    share of the CPU range (domains and packages both split the CPUs in order).
+    """
+    cpu = min(min(p.related_cpus or (p.id,)) for p in members)
+    text = root.try_str(f"sys/devices/system/cpu/cpu{cpu}/topology/physical_package_id")
+    if text is not None and text.strip().isdigit() and int(text) < n_packages:
+        return int(text)
+    return min(i * n_packages // n, n_packages - 1)
+
+
 def bind_host(cfg: HostConfig, root: SysfsRoot | None = None, source: str | None = None) -> HostLayout:
     """Bind ``cfg`` to the node under ``root`` (default ``cfg.root``).
 
@@ -257,24 +270,20 @@ def bind_host(cfg: HostConfig, root: SysfsRoot | None = None, source: str | None
                 have = ", ".join(rapl.zone_ids()) or "none"
                 raise ConfigError(f"domains[{i}].rapl_zone", spec_i.rapl_zone, f"a RAPL zone this node has: {have}",
                                   source) from None
-        elif len(packages) == n:
-            zone = packages[i]
         elif packages:
-            zone = packages[min(i, len(packages) - 1)] if len(packages) == 1 else None
+            zone = packages[_package_index(root, members, i, n, len(packages))]
         if spec_i.temp is not None:
             temp_rel: str | None = _temp_path(root, spec_i.temp, f"domains[{i}].temp", source)
             label = spec_i.temp
-        elif len(temps) >= n:
-            temp_rel, label = temps[i]
         elif temps:
-            temp_rel, label = temps[0]
+            temp_rel, label = temps[_package_index(root, members, i, n, len(temps))]
         else:
             temp_rel, label = None, "none"
         domain_cpus = tuple(sorted({c for p in members for c in (p.related_cpus or (p.id,))}))
         domains.append(Domain(i, tuple(members), domain_cpus, zone, temp_rel, label))
     if packages and len(packages) != n and not cfg.domains:
-        notes.append(f"power: {len(packages)} RAPL package zone(s) for {n} domains"
-                     + (": shared by every domain" if len(packages) == 1 else ": not attributed per domain"))
+        notes.append(f"power: {len(packages)} RAPL package zone(s) for {n} domains: a zone's power is split "
+                     "equally over the domains in its package")
     if not temps and not any(d.temp for d in cfg.domains):
         notes.append("temperature: no package sensor (x86_pkg_temp, coretemp, k10temp): the shield sees NaN "
                      "and keeps every domain at the floor P-state")

@@ -56,3 +56,23 @@ def test_policy_file_actions_and_mismatches(tmp_path):
     wrong = _export(tmp_path, obs_dim=18, env_id="powerrl/Datacenter-v0", name="dc")
     with pytest.raises(ConfigError, match="Datacenter"):
         PolicyFileController(wrong, env.action_space, env.observation_space, target=control_target(env))
+
+
+def test_non_finite_discrete_output_is_not_clipped_into_a_valid_action(tmp_path):
+    """A NaN from a broken graph must reach the watchdog as invalid, not become P-state 0."""
+    import gymnasium as gym
+
+    import powerrl  # noqa: F401
+    from powerrl.shield.watchdog import action_is_valid
+
+    env = gym.make("powerrl/NodeDVFS-v0")
+    ctrl = PolicyFileController(_export(tmp_path), env.action_space, env.observation_space)
+
+    class NaNSession:
+        def run(self, outputs, feeds):
+            return [np.full((len(next(iter(feeds.values()))), 2), np.nan, dtype=np.float32)]
+
+    ctrl.session = NaNSession()
+    out = ctrl.act_batch(np.zeros((2, 18), dtype=np.float32))
+    assert np.isnan(out).all() and out.shape == (2, 2)
+    assert not action_is_valid(out[0], env.action_space)
