@@ -9,7 +9,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from powerrl.envs import ENV_IDS, register_envs
+from powerrl.envs import ENV_IDS, HW_ENV_IDS, register_envs
 
 
 def env_docs_markdown() -> str:
@@ -17,15 +17,16 @@ def env_docs_markdown() -> str:
     register_envs()
     parts = ["# Environments\n",
              "Generated from the env docstrings by `powerrl docs envs --out docs/envs.md`; do not edit by hand.\n"]
-    for env_id in ENV_IDS:
-        entry = gym.spec(env_id).entry_point
-        module_name, cls_name = str(entry).split(":")
+    for env_id in ENV_IDS + HW_ENV_IDS:
+        spec = gym.spec(env_id)
+        module_name, cls_name = str(spec.entry_point).split(":")
         module = __import__(module_name, fromlist=[cls_name])
         doc = inspect.cleandoc(getattr(module, cls_name).__doc__ or "")
         body = doc.replace("\n## ", "\n### ")
         parts.append(f"\n## `{env_id}`\n\n{body}\n")
-        parts.append(f"\nVector version: `gymnasium.make_vec(\"{env_id}\", num_envs=N, "
-                     "vectorization_mode=\"vector_entry_point\")` (all copies in one C call).\n")
+        if spec.vector_entry_point is not None:
+            parts.append(f"\nVector version: `gymnasium.make_vec(\"{env_id}\", num_envs=N, "
+                         "vectorization_mode=\"vector_entry_point\")` (all copies in one C call).\n")
     return "".join(parts)
 
 

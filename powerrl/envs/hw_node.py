@@ -107,7 +107,7 @@ def parse_proc_stat_cpus(text: str, n_cpus: int) -> tuple[np.ndarray, np.ndarray
             parts = line.split()
             if len(parts) > 1 and parts[1].isdigit():
                 running = int(parts[1])
-    if rows:
+    if rows and len({r.count(" ") for r in rows}) == 1:  # ragged rows (a torn read): every CPU unknown
         try:
             # One conversion for the whole table (every line has the same columns on one kernel).
             flat = np.fromstring(" ".join(rows), dtype=np.int64, sep=" ")  # C parser: 2x faster than split()
@@ -254,7 +254,8 @@ class HardwareNode:
         if cfg.latency_file:
             lf = cfg.latency_file
             self._latency_path = lf if os.path.isabs(lf) and cfg.root == "/" else str(self.root.path(lf.lstrip("/")))
-        self.pstate = np.full(self.n, -1, dtype=np.int64)  # last P-states written (-1: none yet)
+        self.pstate = np.full(self.n, -1, dtype=np.int64)  # last written (before: the running one; -1 unknown)
+        self._written = False
         self._freq_act: Actuator | None = None
         self._cap_act: Actuator | None = None
         self._cap_zones = [z for z in zones if any(c.name == "long_term" for c in z.constraints)]
@@ -309,7 +310,8 @@ class HardwareNode:
         r = Reading(t_s=float(t_s), wall_s=wall, util=util, freq_mhz=freq, temp_c=temp, power_w=power,
                     energy_j=float(np.sum(energy)) if self.zones else math.nan, latency_ms=self._latency_ms(),
                     procs_running=running, errors=errors)
-        if self.pstate[0] < 0 and np.all(np.isfinite(freq)):
+        if not self._written and np.all(np.isfinite(freq)):
+            # Until the agent writes, the P-state is whatever the kernel runs.
             self.pstate[:] = self.layout.pstate_of_mhz(freq)
         self.reading = r
         return r
@@ -353,6 +355,7 @@ class HardwareNode:
         else:
             with np.errstate(divide="ignore", invalid="ignore"):
                 p99 = np.where(r.util < 1.0, LN_100 * cfg.service_ms / ratio / (1.0 - r.util), np.inf)
+                p99 = np.where(np.isnan(r.util) | np.isnan(ratio), np.nan, p99)  # unknown, not a violation
         per[:, _FIELD["latency_slack"]] = 1.0 - p99 / cfg.sla_ms
         cpus = self._domain_cpus.sum()
         per[:, _FIELD["backlog_s"]] = max(0, r.procs_running - cpus) / cpus * cfg.service_ms / 1000.0
@@ -408,6 +411,7 @@ class HardwareNode:
         report = self._freq_act.apply(self.freqs_for(p))
         self.pstate[:] = p
         self._pstate_written_s = now
+        self._written = True
         return report
 
     @property
@@ -471,6 +475,7 @@ class HardwareNode:
         self._freq_act = self._cap_act = None
         self.cap_w = np.full(self.n, np.inf)
         self._pstate_written_s = -np.inf
+        self._written = False
 
     def close(self) -> None:
         """Close the sampler and actuators (restoring is the writer's job)."""

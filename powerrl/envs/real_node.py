@@ -130,10 +130,13 @@ class RealNodeEnv(gym.Env[np.ndarray, np.ndarray]):
     ## Rewards
     NodeDVFS-v0's: ``-reward_energy * P / P_busy - reward_sla * (share of domains with
     latency_slack < 0)``, ``P`` the node's measured power over the period (sum of the domains'
-    RAPL power, W) and ``P_busy`` the host profile's busy power (``hardware_target(...).busy_w``
-    summed, W); minus the shield config's ``penalty`` on a step the shield changed the action. A
-    domain whose power is unknown counts with the profile's model at its P-state and measured
-    utilisation (its busy power when that is unknown too); an unknown slack is no violation.
+    RAPL package power, W) and ``P_busy`` the host profile's busy power (``hardware_target(...)
+    .busy_w`` summed, W); minus the shield config's ``penalty`` on a step the shield changed the
+    action. RAPL measures the CPU packages, not the whole server the profile describes (fans,
+    disks, power supply), so the energy term sits at another level than in the simulator unless
+    the profile was fitted on this node (``powerrl calibrate``). A domain whose power is unknown
+    counts with the profile's model at its P-state and measured utilisation (its busy power when
+    that is unknown too); an unknown slack is no violation.
 
     ## Starting State
     The node as the kernel runs it: ``reset`` restores every setting this env wrote (so each
@@ -163,16 +166,18 @@ class RealNodeEnv(gym.Env[np.ndarray, np.ndarray]):
     override, e.g. a fake tree), ``shield`` (shipped name, YAML path, mapping or
     :class:`~powerrl.shield.config.ShieldConfig`; default ``default``), ``period_s`` (0.1),
     ``episode_s`` (300), ``reward_energy`` (1.0), ``reward_sla`` (2.0), ``apply`` (True; False
-    observes and decides only, writing nothing), ``advance`` (a callable ``advance(dt_s)`` run
-    instead of waiting, e.g. ``FakeKernel(dir).step``; rates then use ``period_s`` as their time
-    base). Writing needs root (or write access to the cpufreq and powercap attributes); call
-    ``close()`` to restore the node, which also happens at garbage collection and interpreter exit.
+    observes and decides only, writes nothing, and the ``pstate`` feature shows the P-state
+    nearest the running frequency), ``advance`` (a callable ``advance(dt_s)`` run instead of
+    waiting, e.g. ``FakeKernel(dir).step``; rates then use ``period_s`` as their time base).
+    Writing needs root (or write access to the cpufreq and powercap attributes); ``close()``
+    restores the node, as do garbage collection and interpreter exit. Nothing is journaled or
+    written before the first ``reset``.
 
     ## Version History
     * v0: initial version.
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 - gymnasium's class attribute
+    metadata: dict[str, Any] = {"render_modes": []}
 
     def __init__(self, host: HostArg = None, *, root: str | os.PathLike[str] | None = None,
                  shield: ShieldConfig | str | os.PathLike[str] | dict[str, Any] | None = "default",
@@ -220,7 +225,7 @@ class RealNodeEnv(gym.Env[np.ndarray, np.ndarray]):
         self.step_count = 0
         self._deadline = 0.0
         self._reading: Reading | None = None
-        self._last_power_w = np.full(self.n_domains, np.nan)
+        self.covered_s = period_s  # time the latest sample's rates cover, s
 
     # -- node lifetime -----------------------------------------------------------------------------
     def _open(self) -> HardwareNode:
@@ -251,28 +256,32 @@ class RealNodeEnv(gym.Env[np.ndarray, np.ndarray]):
         super().close()
 
     # -- timing --------------------------------------------------------------------------------------
-    def _wait(self, node: HardwareNode) -> float:
-        """Let one period pass under the settings just written; returns how late the caller was (s)."""
+    def _wait(self, node: HardwareNode) -> None:
+        """Let one period pass under the settings just written (absolute deadlines)."""
         if self.advance is not None:
             self.advance(self.period_s)
-            return 0.0
+            return
         now = time.monotonic()
         due = self._deadline + self.period_s
-        late = max(0.0, now - due)
         if due - now < 0.5 * self.period_s:
             # The caller took most of the period (a learner update, a slow policy): sample now so the
             # next observation's rates cover one full period under the action just written.
-            node.sample()
+            self._sample(node)
             due = time.monotonic() + self.period_s
         left = due - time.monotonic()
         if left > 0:
             time.sleep(left)
         self._deadline = due
-        return late
 
     # -- observation, power, reward --------------------------------------------------------------------
     def _sample(self, node: HardwareNode) -> Reading:
+        """Sample the node; :attr:`covered_s` becomes the time its rates cover."""
+        prev = node.reading
         r = node.sample()
+        if self.advance is not None or prev is None or not r.t_s > prev.t_s:
+            self.covered_s = self.period_s
+        else:
+            self.covered_s = r.t_s - prev.t_s
         if not self.apply:
             # Nothing is written in a dry run: the applied P-state is the one the kernel runs now.
             ok = np.isfinite(r.freq_mhz)
@@ -326,11 +335,6 @@ class RealNodeEnv(gym.Env[np.ndarray, np.ndarray]):
             "inlet_c": float(cfg.inlet_c), "period_s": float(period_s), "stale_sensors": stale,
         }
 
-    def _period_s(self, r: Reading, prev: Reading | None) -> float:
-        if self.advance is not None or prev is None or not r.t_s > prev.t_s:
-            return self.period_s
-        return r.t_s - prev.t_s
-
     # -- Gymnasium API -----------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -349,11 +353,11 @@ class RealNodeEnv(gym.Env[np.ndarray, np.ndarray]):
         self.shield.reset()
         self.step_count = 0
         self._deadline = time.monotonic()
-        first = self._sample(node)
+        self._sample(node)
         self._wait(node)
         r = self._sample(node)
         obs, raw, stale = self._observe(node, r)
-        info = self._info(node, r, raw, stale, self._period_s(r, first))
+        info = self._info(node, r, raw, stale, self.covered_s)
         info["late_s"] = 0.0
         self._reading = r
         return obs, info
@@ -363,14 +367,16 @@ class RealNodeEnv(gym.Env[np.ndarray, np.ndarray]):
         node, prev = self.node, self._reading
         if node is None or prev is None:
             raise gym.error.ResetNeeded("call reset() before step() (and again after close())")
+        # How late the caller is against the schedule (0 when on time; a period's budget is the caller's too).
+        late = 0.0 if self.advance is not None else max(0.0, time.monotonic() - self._deadline - self.period_s)
         proposed = np.array(action, copy=True)
         decision: Decision = self.shield.filter(node.telemetry(prev), proposed)
         errors = self._write(node, decision)
-        late = self._wait(node)
+        self._wait(node)
         r = self._sample(node)
         self.step_count += 1
         obs, raw, stale = self._observe(node, r)
-        info = self._info(node, r, raw, stale, self._period_s(r, prev))
+        info = self._info(node, r, raw, stale, self.covered_s)
         info["pstate_applied"] = decision.pstate.astype(np.int64)
         intervened = decision.intervened
         reward = (-self.reward_energy * info["power_w"] / self.busy_power_w

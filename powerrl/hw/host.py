@@ -64,7 +64,8 @@ class HostConfig:
     domains: tuple[DomainSpec, ...] = field(default=(), metadata=spec(doc="explicit domains (overrides n_domains)"))
     n_pstates: int = field(default=11, metadata=spec(lo=2, hi=64, doc="P-state indices the policy chooses from"))
     pstates_mhz: tuple[float, ...] = field(default=(), metadata=spec(
-        unit="MHz", doc="explicit ascending P-state table; default n_pstates evenly spaced over cpuinfo_min..max"))
+        unit="MHz", doc="explicit ascending P-state table; default n_pstates evenly spaced over cpuinfo_min..max "
+        "(over the entries of the driver's frequency table where it has one)"))
     actuate: str = field(default="scaling_max_freq", metadata=spec(choices=ACTUATE_KNOBS))
     mem_bound: float = field(default=0.4, metadata=spec(lo=0.0, hi=1.0, doc="memory-boundedness of the workload"))
     sla_ms: float = field(default=100.0, metadata=spec(lo=0.0, lo_open=True, unit="ms", doc="p99 latency SLA"))
@@ -162,7 +163,7 @@ def _package_zones(rapl: Rapl) -> list[RaplZone]:
 def _package_temps(root: SysfsRoot) -> list[tuple[str, str]]:
     """``(path, label)`` of per-package die temperatures in package order: x86_pkg_temp zones, else hwmon."""
     th = Thermal(root)
-    zones = [z for z in th.zones() if z.type in PACKAGE_ZONE_TYPES]
+    zones = [z for z in th.zones() if z.type in PACKAGE_ZONE_TYPES and root.exists(z.temp_rel)]
     if zones:
         return [(z.temp_rel, f"thermal_zone{z.id}") for z in sorted(zones, key=lambda z: z.id)]
     out = []
@@ -204,6 +205,27 @@ def _by_package(root: SysfsRoot, policies: list[CpufreqPolicy]) -> dict[int, lis
             return None
         groups.setdefault(int(text), []).append(p)
     return groups
+
+
+def _packages_of(root: SysfsRoot, members: list[CpufreqPolicy], i: int, n: int, n_packages: int,
+                 guess: bool) -> set[int]:
+    """Every package (index in package order) a domain's CPUs lie in: from the topology, or by shares.
+
+    Without topology the shares are a guess that holds for domains splitting the CPUs in order
+    (``guess``); for explicitly listed domains nothing is known then (empty set).
+    """
+    ids = set()
+    for p in members:
+        for cpu in p.related_cpus or (p.id,):
+            text = root.try_str(f"sys/devices/system/cpu/cpu{cpu}/topology/physical_package_id")
+            if text is None or not text.strip().isdigit():
+                if not guess:
+                    return set()
+                # No topology: domains and packages both split the CPU range in order.
+                first, last = i * n_packages / n, (i + 1) * n_packages / n
+                return set(range(int(first), max(int(first) + 1, int(np.ceil(last - 1e-9)))))
+            ids.add(int(text))
+    return ids
 
 
 def _package_index(root: SysfsRoot, members: list[CpufreqPolicy], i: int, n: int, n_packages: int) -> int:
@@ -259,6 +281,16 @@ def bind_host(cfg: HostConfig, root: SysfsRoot | None = None, source: str | None
     rapl = Rapl(root)
     packages = _package_zones(rapl) if rapl.available()[0] else []
     temps = _package_temps(root)
+    n_pkg = max(len(packages), len(temps))
+    for i, members in enumerate(groups):
+        spanned = _packages_of(root, members, i, n, n_pkg, not cfg.domains) if n_pkg > 1 else set()
+        if len(spanned) > 1:
+            # One domain, one package: a domain across packages would see one package's power and
+            # heat only, and its cap would reach one package.
+            key = f"domains[{i}].cpus" if cfg.domains else "n_domains"
+            value = cfg.domains[i].cpus if cfg.domains else n
+            raise ConfigError(key, value, f"domains that each lie within one CPU package (domain {i} spans packages "
+                              f"{sorted(spanned)} of {n_pkg}); use a multiple of {n_pkg} domains, or list them", source)
     domains = []
     for i, members in enumerate(groups):
         spec_i = cfg.domains[i] if cfg.domains else DomainSpec(cpus="")
@@ -298,4 +330,15 @@ def bind_host(cfg: HostConfig, root: SysfsRoot | None = None, source: str | None
         # Evenly spaced over the hardware range: the simulator's tables are too (docs/model.md), and a
         # driver resolves each target to its own nearest table entry (acpi-cpufreq) or runs it (HWP).
         table = np.round(np.linspace(lo, hi, cfg.n_pstates), 3)
+        offered = sorted(set.intersection(*(set(p.available_freqs_mhz) for p in policies)))
+        if offered:
+            # A driver with a frequency table (acpi-cpufreq) runs only its entries: P-states are entries
+            # spread evenly over the table (every entry reachable when there are enough P-states), so
+            # what is written is what runs and the pstate feature is exact.
+            avail = np.asarray(offered, dtype=np.float64)
+            table = avail[np.round(np.linspace(0, len(avail) - 1, cfg.n_pstates)).astype(int)]
+            distinct = len(np.unique(table))
+            if distinct < cfg.n_pstates:
+                notes.append(f"pstates: the driver offers {len(avail)} frequencies, so the {cfg.n_pstates} P-states "
+                             f"map to {distinct} distinct ones (neighbouring indices share a frequency)")
     return HostLayout(cfg, root, tuple(domains), table, policies[0].driver, tuple(notes))

@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 from types import FrameType
 from typing import Any
 
-from powerrl.hw.errors import HwError, HwNotAllowedError, HwOverrideError
+from powerrl.hw.errors import HwBusyError, HwError, HwNotAllowedError, HwOverrideError
 from powerrl.hw.sysfs import SysfsRoot
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,25 @@ class RestoreJournal:
         except (ValueError, KeyError, TypeError) as exc:
             raise HwError(f"restore journal {self.path} is unreadable ({exc}); inspect it, restore the listed "
                           "settings by hand and delete it", path=str(self.path)) from None
+
+    def owner_pid(self) -> int | None:
+        """The pid that wrote the journal, when that process is still alive and looks like Python/powerrl.
+
+        A journal whose writer is alive is not a crashed run's: restoring it would undo a running
+        agent's settings behind its back. The command-line check keeps a recycled pid of an
+        unrelated process from blocking recovery forever.
+        """
+        try:
+            pid = int(json.loads(self.path.read_text(encoding="utf-8")).get("pid", 0))
+        except (OSError, ValueError, TypeError, AttributeError):
+            return None
+        if pid <= 0 or pid == os.getpid():
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None  # not running (or no procfs: cannot tell, recover as before)
+        return pid if (b"python" in cmdline or b"powerrl" in cmdline) else None
 
     def save(self, entries: list[dict[str, str]]) -> None:
         """Atomically replace the journal with ``entries`` (temp file, fsync, rename, fsync dir)."""
@@ -216,6 +235,11 @@ class SafeWriter:
         if not entries:
             self.journal.remove()
             return []
+        owner = self.journal.owner_pid()
+        if owner is not None:
+            raise HwBusyError(f"another powerrl process (pid {owner}) is changing this node's settings (journal "
+                              f"{self.journal.path}); stop it first (powerrl agent status shows an agent). Two "
+                              "writers would undo each other's settings.", path=str(self.journal.path))
         log.warning("restoring %d setting(s) left by an interrupted powerrl run (%s)", len(entries),
                     self.journal.path)
         self.recovery_failures = restore_entries(self.root, entries)

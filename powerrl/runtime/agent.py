@@ -167,7 +167,7 @@ class NodeAgent:
         self.base_w = idle + base_frac * (busy - idle)
         self.caps = CapLease(self.base_w, cfg.caps.lease_s, cfg.caps.decay_s)
         self._cap_file = self.state / CAP_FILE
-        self._cap_mtime = 0.0
+        self._cap_stamp: tuple[int, int, int] | None = None
         self.counters = ShieldCounters()
         self.fallbacks: dict[str, int] = {}
         self.ticks = 0
@@ -236,12 +236,14 @@ class NodeAgent:
     def _poll_cap_file(self) -> bool:
         """Read ``cap.json`` if it changed; True when a new cap was taken."""
         try:
-            mtime = os.stat(self._cap_file).st_mtime
+            st = os.stat(self._cap_file)
         except FileNotFoundError:
             return False
-        if mtime == self._cap_mtime:
+        # write_cap_file renames a new file into place: a new inode even within one timestamp tick.
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if stamp == self._cap_stamp:
             return False
-        self._cap_mtime = mtime
+        self._cap_stamp = stamp
         try:
             got = read_cap_file(self._cap_file)
         except ConfigError as exc:

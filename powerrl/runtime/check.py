@@ -40,8 +40,14 @@ def _policy_items(layout: HostLayout, root: SysfsRoot) -> list[CheckItem]:
                          f"{len(layout.policies)} policies, driver {layout.driver}"))
     blocked = [(p.id, root.access(p.attr(knob), write=True)[1]) for p in layout.policies]
     blocked = [(i, why) for i, why in blocked if why]
-    detail = (f"policy{blocked[0][0]}: {blocked[0][1]} ({len(blocked)} policies); run the agent as root "
-              "(deploy/powerrl-agent.service)") if blocked else f"{knob} of every policy"
+    if not blocked:
+        detail = f"{knob} of every policy"
+    elif blocked[0][1] == "missing":
+        detail = (f"policy{blocked[0][0]}: no {knob} ({len(blocked)} policies): the cpufreq driver "
+                  f"{layout.driver} does not offer it; choose the other actuate knob in the host file")
+    else:
+        detail = (f"policy{blocked[0][0]}: {blocked[0][1]} ({len(blocked)} policies); run the agent as root "
+                  "(deploy/powerrl-agent.service)")
     out.append(CheckItem(f"actuate P-states ({knob})", not blocked, True, detail))
     if knob == "scaling_setspeed":
         missing = [p.id for p in layout.policies if "userspace" not in p.available_governors]

@@ -42,7 +42,8 @@ def _root(args: argparse.Namespace, hf: HostFile | None) -> SysfsRoot:
     return SysfsRoot(args.root or (hf.host.root if hf is not None else "/"))
 
 
-def _print_check(items: list[Any], out: Any = sys.stdout) -> None:
+def _print_check(items: list[Any], out: Any = None) -> None:
+    out = sys.stdout if out is None else out  # the stream of now, not of import time
     for it in items:
         mark = "ok" if it.ok else ("!!" if it.needed else "--")
         print(f"  [{mark}] {it.name}: {it.detail}", file=out)

@@ -114,3 +114,27 @@ def test_cli_restore(fake: SysfsRoot, capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["hw", "restore", "--root", str(fake.root)]) == 0
     assert "restored 2 setting(s)" in capsys.readouterr().out
     assert fake.read_str(GOV) == "schedutil"
+
+
+def test_a_live_writers_journal_is_not_restored_by_another_process(tmp_path: Path) -> None:
+    """Recovery is for crashed runs only: a running agent's journal must not be undone behind its back."""
+    from powerrl.hw.errors import HwBusyError
+    from powerrl.hw.fake import make_fake_sysfs
+
+    root = make_fake_sysfs(tmp_path / "n", cpus=2, sockets=1)
+    rel = "sys/devices/system/cpu/cpufreq/policy0/scaling_max_freq"
+    code = ("import sys, time\nfrom powerrl.hw.sysfs import SysfsRoot\nfrom powerrl.hw.safety import SafeWriter\n"
+            f"w = SafeWriter(SysfsRoot({str(root.root)!r}), install_handlers=False)\n"
+            f"w.write({rel!r}, 1000000)\nprint('ready', flush=True)\ntime.sleep(60)\n")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        with pytest.raises(HwBusyError, match=f"pid {child.pid}"):
+            SafeWriter(root, install_handlers=False)
+        assert root.read_text(rel) == "1000000"  # the live writer's value stays
+    finally:
+        child.kill()
+        child.wait()
+    with SafeWriter(root, install_handlers=False) as w:  # the writer died: now it is a crash, recovered
+        assert w.recovered == [rel]
+    assert root.read_text(rel) != "1000000"
