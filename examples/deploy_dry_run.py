@@ -54,8 +54,9 @@ with tempfile.TemporaryDirectory() as tmp:
     log = run_for(agent, 5.0)
     ticks = [e for e in log if e["event"] == "tick"]
     acted = [t for t in ticks if t["events"]]
+    hottest_c = max(max(t["temp_c"]) for t in ticks)
     print(f"apply: {agent.ticks} ticks, tick latency p50 {agent.summary()['tick_ms']['p50']:.2f} ms; "
-          f"P-states {ticks[0]['applied']} -> {ticks[-1]['applied']}, hottest {max(max(t['temp_c']) for t in ticks):.1f} degC")
+          f"P-states {ticks[0]['applied']} -> {ticks[-1]['applied']}, hottest {hottest_c:.1f} degC")
     print(f"shield acted on {len(acted)} ticks: " + (", ".join(sorted({k for t in acted for k in t['events']})) or "-"))
     stop = [e for e in log if e["event"] == "stop"][0]
     print(f"stopped: settings restored = {stop['restored']}; scaling_max_freq back to "
