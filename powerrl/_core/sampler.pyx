@@ -320,3 +320,89 @@ cdef class NativeActuator:
         with nogil:
             written = pr_actuate(&self.a, pvals, pmask, now_ns, readback, status)
         return written, self._readback, self._status
+
+
+cdef inline bint _starts_with(const unsigned char *s, Py_ssize_t n, const char *prefix) noexcept nogil:
+    cdef Py_ssize_t k = 0
+    while prefix[k] != 0:
+        if k >= n or s[k] != <unsigned char> prefix[k]:
+            return False
+        k += 1
+    return True
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def proc_stat_cpus(const unsigned char[::1] text, int64_t[::1] busy, int64_t[::1] total):
+    """Per-CPU busy and total ticks of a ``/proc/stat`` text into ``busy``/``total`` (-1 = unknown).
+
+    The C twin of :func:`powerrl.envs.hw_node.parse_proc_stat_cpus_py` (same results, tested):
+    busy = user + nice + system + irq + softirq + steal, total = busy + idle + iowait; the table of
+    ``cpuN`` lines counts only as a whole: a line with a non-number, or fewer than 5 or a different
+    number of columns than the others (a torn read), leaves every CPU unknown. Returns
+    ``procs_running`` (0 when absent or unparsable).
+    """
+    cdef Py_ssize_t n = text.shape[0], i = 0, j, c, ncpu = busy.shape[0]
+    cdef int64_t v[10]
+    cdef int64_t running = 0, x, cpu
+    cdef int cols, want = -1, k
+    cdef bint bad = False, digits
+    busy[:] = -1
+    total[:] = -1
+    cdef int64_t[::1] tmp_b = np.full(ncpu, -1, dtype=np.int64)
+    cdef int64_t[::1] tmp_t = np.full(ncpu, -1, dtype=np.int64)
+    with nogil:
+        while i < n:
+            # -- one line: [i, j) -----------------------------------------------------------------
+            j = i
+            while j < n and text[j] != 10:
+                j += 1
+            if not bad and j - i > 3 and text[i] == 99 and text[i + 1] == 112 and text[i + 2] == 117 and 48 <= text[i + 3] <= 57:
+                c = i + 3
+                cpu = 0
+                while c < j and 48 <= text[c] <= 57:
+                    cpu = cpu * 10 + (text[c] - 48)
+                    c += 1
+                cols = 0
+                while c < j:
+                    while c < j and text[c] == 32:
+                        c += 1
+                    if c >= j:
+                        break
+                    digits = False
+                    x = 0
+                    while c < j and 48 <= text[c] <= 57:
+                        x = x * 10 + (text[c] - 48)
+                        digits = True
+                        c += 1
+                    if not digits or (c < j and text[c] != 32):
+                        bad = True
+                        break
+                    if cols < 10:
+                        v[cols] = x
+                    cols += 1
+                if cols < 5 or (want >= 0 and cols != want):
+                    bad = True
+                want = cols
+                for k in range(cols, 8):
+                    v[k] = 0
+                if not bad and cpu < ncpu:
+                    tmp_b[cpu] = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+                    tmp_t[cpu] = tmp_b[cpu] + v[3] + v[4]
+            elif j - i > 14 and _starts_with(&text[i], j - i, b"procs_running "):
+                c = i + 14
+                while c < j and text[c] == 32:
+                    c += 1
+                x = 0
+                digits = False
+                while c < j and 48 <= text[c] <= 57:
+                    x = x * 10 + (text[c] - 48)
+                    digits = True
+                    c += 1
+                if digits and (c == j or text[c] == 32):
+                    running = x
+            i = j + 1
+    if not bad:
+        busy[:] = tmp_b
+        total[:] = tmp_t
+    return running

@@ -362,3 +362,25 @@ def test_a_domain_spanning_two_packages_sees_both(tree: Path, kernel: FakeKernel
         assert node_shield(layout, cfg).filter(node.telemetry(r), np.array([10])).pstate.tolist() == [cfg.floor_pstate]
     finally:
         node.close()
+
+
+@pytest.mark.parametrize("text", [
+    "cpu  1 2 3 4 5 6 7 8 9 10\ncpu0 1 2 3 4 5 6 7 8 9 10\ncpu3 9 9 9 9 9 9 9 9 9 9\nprocs_running 12\n",
+    "cpu0 1 2 3 40 5\ncpu1 2 2 2 2 2\n", "cpu0 1 2 3 4\n", "cpu0 1 2 x 4 5\nprocs_running 3\n",
+    "cpu0 1 2 3 4 5 6 7 8 9\ncpu1 1 2 3 4 5 6 7 8\nprocs_running 3\n", "cpu12345678 1 2 3 4 5\n",
+    "procs_running 4 5\n", "procs_running\n", "", "cpu", "cpu0 1 2 3 4 5", "cpu0  1  2  3  4  5 \n",
+])
+def test_native_parser_matches_its_python_twin(text: str) -> None:
+    from powerrl.envs.hw_node import parse_proc_stat_cpus_py
+
+    got, want = parse_proc_stat_cpus(text, 5), parse_proc_stat_cpus_py(text, 5)
+    assert [g.tolist() if isinstance(g, np.ndarray) else g for g in got] == \
+        [w.tolist() if isinstance(w, np.ndarray) else w for w in want]
+
+
+def test_native_parser_matches_its_twin_on_real_proc_stat() -> None:
+    from powerrl.envs.hw_node import parse_proc_stat_cpus_py
+
+    text = Path("/proc/stat").read_text(encoding="ascii")
+    got, want = parse_proc_stat_cpus(text, 8), parse_proc_stat_cpus_py(text, 8)
+    assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist()
