@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from gymnasium import spaces
 
+from powerrl._core.sampler import proc_stat_cpus
 from powerrl.control import ControlTarget
 from powerrl.envs.node_dvfs import DOMAIN_FIELDS, ENV_ID, GLOBAL_FIELDS
-from powerrl._core.sampler import proc_stat_cpus
 from powerrl.hw.actuator import ActuationReport, Actuator, Target, cpufreq_targets
 from powerrl.hw.cpufreq import KHZ_PER_MHZ, Cpufreq
 from powerrl.hw.errors import HwError
