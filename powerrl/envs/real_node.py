@@ -32,10 +32,9 @@ from powerrl.envs.hw_node import HardwareNode, Reading, hardware_target, node_sh
 from powerrl.envs.node_dvfs import DOMAIN_FIELDS
 from powerrl.errors import ConfigError, PowerrlError
 from powerrl.hw.errors import HwError
-from powerrl.hw.host import HostConfig, HostLayout, bind_host
+from powerrl.hw.host import HostConfig, HostLayout, bind_host, load_host_config
 from powerrl.hw.safety import SafeWriter
 from powerrl.hw.sysfs import SysfsRoot
-from powerrl.runtime.config import HostFile, load_host_file
 from powerrl.shield.config import ShieldConfig, resolve_shield_config
 from powerrl.shield.shield import Decision
 
@@ -48,7 +47,7 @@ _DEFAULT_WEIGHTS = RewardWeights()
 _FIELD = {name: j for j, (name, *_rest) in enumerate(DOMAIN_FIELDS)}
 _K = len(DOMAIN_FIELDS)
 
-HostArg = str | os.PathLike[str] | HostConfig | HostFile | None
+HostArg = str | os.PathLike[str] | HostConfig | None
 
 
 def _host_config(host: HostArg) -> tuple[HostConfig, str | None]:
@@ -57,15 +56,13 @@ def _host_config(host: HostArg) -> tuple[HostConfig, str | None]:
         return HostConfig(), None
     if isinstance(host, HostConfig):
         return host, None
-    if isinstance(host, HostFile):
-        return host.host, host.path
     if isinstance(host, str | os.PathLike):
         path = Path(host)
         if not path.is_file():
             raise ConfigError("host", str(host), "a host file (kind: host, configs/hosts/example.yaml), a HostConfig "
                               "or None for the defaults")
-        return load_host_file(path).host, str(path)
-    raise ConfigError("host", host, "a host file path, a HostConfig, a HostFile or None")
+        return load_host_config(path), str(path)  # the hardware part; the agent: section is the agent's
+    raise ConfigError("host", host, "a host file path, a HostConfig or None")
 
 
 def _shield_config(shield: ShieldConfig | str | os.PathLike[str] | dict[str, Any] | None, period_s: float
