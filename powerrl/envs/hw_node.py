@@ -307,10 +307,8 @@ class HardwareNode:
                     util = np.where(st > 0, util, self.reading.util)
         self._prev_ticks = (busy, total)
         freqs = values[self._freq_slice]
-        with np.errstate(invalid="ignore"):
-            freq = np.bincount(self._freq_domain, weights=np.nan_to_num(freqs, nan=0.0), minlength=n)
-            bad_f = np.bincount(self._freq_domain, weights=np.isnan(freqs).astype(float), minlength=n)
-            freq = np.where(bad_f > 0, np.nan, freq / self._freq_count)
+        # A NaN (failed read) makes its domain's sum, and so its mean, NaN.
+        freq = np.bincount(self._freq_domain, weights=freqs, minlength=n) / self._freq_count
         energy = values[self._energy_slice]
         power = np.full(n, np.nan)
         if self.zones and self._prev_energy is not None and self._prev_t is not None and t_s > self._prev_t:
@@ -321,9 +319,9 @@ class HardwareNode:
         temp = np.full(n, np.nan)
         have = self._temp_index >= 0
         temp[have] = values[self._temp_index[have]]
-        for i, s in enumerate(self.sensors):
-            if not math.isfinite(values[i]):
-                errors[s.name] = 1
+        if not np.isfinite(values).all():
+            for i in np.flatnonzero(~np.isfinite(values)).tolist():
+                errors[self.sensors[i].name] = 1
         r = Reading(t_s=float(t_s), wall_s=wall, util=util, freq_mhz=freq, temp_c=temp, power_w=power,
                     energy_j=float(np.sum(energy)) if self.zones else math.nan, latency_ms=self._latency_ms(),
                     procs_running=running, errors=errors)
@@ -385,7 +383,7 @@ class HardwareNode:
     def telemetry(self, r: Reading, inlet_c: float | None = None) -> Telemetry:
         """The shield's view of reading ``r`` (NaN temperatures read as hot; NaN power as 0 W)."""
         inlet = self.layout.config.inlet_c if inlet_c is None else inlet_c
-        return Telemetry(temp_c=r.temp_c, unit_power_w=np.nan_to_num(r.power_w, nan=0.0),
+        return Telemetry(temp_c=r.temp_c, unit_power_w=np.where(np.isnan(r.power_w), 0.0, r.power_w),
                          inlet_c=np.full(self.n, inlet), time_s=r.t_s)
 
     # -- actuation -----------------------------------------------------------------------------------

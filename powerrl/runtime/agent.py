@@ -293,7 +293,7 @@ class NodeAgent:
         decision = self.shield.filter(tel, proposal)
         applied = decision.pstate.copy()
         self.watchdog.record_applied(applied)
-        self._poll_cap_file()
+        self._poll_cap_file()  # a cap file changed without SIGUSR1 (written by hand) counts from this tick
         cap = self._caps_now(decision)
         errors = self._write(applied, cap)
         tick_s = time.perf_counter() - t0
