@@ -393,8 +393,14 @@ class HardwareNode:
         return self.writer
 
     def prepare(self) -> None:
-        """Open the frequency targets (and select ``userspace`` for ``scaling_setspeed``); journaled first."""
+        """Open the frequency targets and, where caps are on, the RAPL limits; journaled first.
+
+        Selects ``userspace`` for ``scaling_setspeed``. Called by the first write, or up front so that
+        the first thermal or budget event does not pay for opening and journaling (milliseconds).
+        """
         w = self._require_writer()
+        if self.can_cap:
+            self._open_caps(w)
         if self._freq_act is not None:
             return
         knob = self.layout.config.actuate
@@ -455,6 +461,18 @@ class HardwareNode:
             out.append(int(text) / UW_PER_W if text and text.strip().isdigit() else rapl.power_limit_w(z, c))
         return np.array(out)
 
+    def _open_caps(self, w: SafeWriter) -> None:
+        if self._cap_act is not None:
+            return
+        rapl = Rapl(self.root)
+        targets = []
+        for z in self._cap_zones:
+            c = rapl.constraint(z, "long_term")
+            hi = c.max_power_w if c.max_power_w else 1e6
+            targets.append(Target(f"{z.name}.long_term.power_limit_w", c.attr(z.rel, "power_limit_uw"), UW_PER_W,
+                                  0.0, hi, 0.0))
+        self._cap_act = Actuator(self.root, w, targets)
+
     def apply_caps(self, domain_cap_w: np.ndarray) -> ActuationReport | None:
         """Write RAPL long-term limits for per-domain caps (W, inf = no cap: the original limit).
 
@@ -463,16 +481,8 @@ class HardwareNode:
         """
         if not self.can_cap:
             return None
-        w = self._require_writer()
-        if self._cap_act is None:
-            rapl = Rapl(self.root)
-            targets = []
-            for z in self._cap_zones:
-                c = rapl.constraint(z, "long_term")
-                hi = c.max_power_w if c.max_power_w else 1e6
-                targets.append(Target(f"{z.name}.long_term.power_limit_w", c.attr(z.rel, "power_limit_uw"), UW_PER_W,
-                                      0.0, hi, 0.0))
-            self._cap_act = Actuator(self.root, w, targets)
+        self._open_caps(self._require_writer())
+        assert self._cap_act is not None
         original = self.original_limits_w()
         want = self.zone_caps_w(np.asarray(domain_cap_w, dtype=np.float64))
         top_w = np.array([t.hi for t in self._cap_act.targets])

@@ -628,6 +628,13 @@ class FakeKernel:
             if cur > mx:
                 self._set(rel, str(mx))  # the package clamps silently to its maximum
 
+    def _int_attr(self, path: Path) -> int:
+        """An integer attribute; while a writer has truncated it (empty, sysfs stores are atomic) its last value."""
+        text = _raw_read(path)
+        if not text.lstrip("-").isdigit():
+            text = self._snapshot.get(str(path.relative_to(self.root)), "0")
+        return int(text)
+
     def _requested_khz(self, util: np.ndarray) -> np.ndarray:
         fmin, fmax = int(self.freqs[0]), self.fmax
         req = np.empty(self.n, dtype=np.float64)
@@ -641,7 +648,7 @@ class FakeKernel:
         for c in range(self.n):
             p = self.root / CPUFREQ_DIR / f"policy{c}"
             gov = _raw_read(p / "scaling_governor")
-            lo, hi = int(_raw_read(p / "scaling_min_freq")), int(_raw_read(p / "scaling_max_freq"))
+            lo, hi = self._int_attr(p / "scaling_min_freq"), self._int_attr(p / "scaling_max_freq")
             if gov == "userspace":
                 sp = _raw_read(p / "scaling_setspeed")
                 f = float(sp) if sp.isdigit() else hi

@@ -195,6 +195,10 @@ class NodeAgent:
             from powerrl.runtime.metrics import AgentMetrics
 
             self.metrics = AgentMetrics(self.node.n, self.name, cfg.metrics.address, port)
+        if apply:
+            # Last, once everything else was accepted: open and journal every target now, so the first
+            # thermal or budget event does not pay for it (milliseconds) in its tick.
+            self.node.prepare()
         self.started_wall = time.time()
         self._t0_cpu = time.process_time()
         self._t0 = time.monotonic()
