@@ -29,6 +29,7 @@ QUICK: list[list[str]] = [
     ["shield_fuzz.py", "--scale", "0.1"],
     ["compare_headroom.py"],
     ["policy_inference.py"],
+    ["agent_tick.py", "--quick"],
     ["train_throughput.py", "--steps", "100000", "--n-envs", "64", "--dummy-steps", "5000"],
 ]
 FULL: list[list[str]] = [
