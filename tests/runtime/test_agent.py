@@ -324,6 +324,29 @@ def test_a_cap_replaced_within_one_timestamp_tick_is_taken(tree: Path, kernel: F
     assert agent.caps.cap_w == 120.0
 
 
+def test_a_write_the_kernel_rejects_is_logged_and_the_loop_goes_on(tree: Path, kernel: FakeKernel,
+                                                                     make_agent: Callable[..., NodeAgent],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from powerrl.hw.errors import HwInvalidValueError
+
+    agent = make_agent("test-agent-fixed", apply=True)
+    ticks(agent, kernel, 2)
+    assert agent.node._freq_act is not None
+
+    def einval(values: Any, mask: Any = None, *, now_ns: int = 0) -> Any:
+        raise HwInvalidValueError("policy0.scaling_max_freq: write '1' rejected with EINVAL")
+
+    monkeypatch.setattr(agent.node._freq_act, "apply", einval)
+    agent.node._pstate_written_s = -math.inf  # force the rewrite that meets the error
+    rec = agent.tick()
+    assert rec.written is False and rec.errors and "EINVAL" in rec.errors[0]
+    assert "EINVAL" in events(agent, "tick")[-1]["errors"][0]
+    assert agent.summary()["errors"] and agent.ticks == 3
+    monkeypatch.undo()
+    kernel.step(DT)
+    assert agent.tick().written is True  # the next period writes again
+
+
 # -- restores -----------------------------------------------------------------------------------------
 def test_close_restores_every_setting_and_removes_the_pid_file(tree: Path, kernel: FakeKernel,
                                                                make_agent: Callable[..., NodeAgent]) -> None:
