@@ -507,3 +507,28 @@ def test_metrics_expose_the_documented_names(tree: Path, kernel: FakeKernel,
                  "powerrl_agent_missed_deadlines_total", "powerrl_agent_tick_seconds_bucket"):
         assert f"{name}{{" in text
     agent.metrics.close()
+
+
+def test_an_agent_running_a_policy_never_imports_torch(tmp_path: Path) -> None:
+    """The node needs only the agent extra: onnxruntime, never torch or Stable-Baselines3."""
+    import subprocess
+    import sys
+
+    code = f"""
+import io, sys
+from powerrl.hw.fake import make_fake_sysfs, FakeKernel
+from powerrl.runtime.config import load_host_file
+from powerrl.runtime.agent import NodeAgent
+make_fake_sysfs({str(tmp_path / 'n')!r}, cpus=4, sockets=2)
+k = FakeKernel({str(tmp_path / 'n')!r})
+a = NodeAgent(load_host_file({str(HOST)!r}), {POLICY!r}, apply=True, root={str(tmp_path / 'n')!r}, log=io.StringIO(),
+              metrics_port=0)
+for _ in range(3):
+    a.tick()
+    k.step(0.1)
+a.close()
+print(a.last.source, 'torch' in sys.modules, 'stable_baselines3' in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["policy", "False", "False"]
