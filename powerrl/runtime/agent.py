@@ -27,6 +27,7 @@ import dataclasses
 import json
 import math
 import os
+import select
 import signal
 import socket
 import sys
@@ -47,6 +48,7 @@ from powerrl.hw.safety import SafeWriter
 from powerrl.hw.sysfs import SysfsRoot
 from powerrl.runtime.caps import CAP_FILE, CapLease, read_cap_file
 from powerrl.runtime.config import HostFile
+from powerrl.runtime.policy_thread import ControllerThread
 from powerrl.shield.config import ShieldConfig, resolve_shield_config
 from powerrl.shield.events import ShieldCounters
 from powerrl.shield.shield import Decision
@@ -152,6 +154,22 @@ class NodeAgent:
         else:
             recovery.close()
             self.writer = None
+        self.metrics: Any = None
+        self._policy: ControllerThread | None = None
+        self._own_log = False
+        try:
+            self._build(hcfg, controller, log, metrics_port)
+        except BaseException:
+            # Whatever was opened or written so far (governors switched by prepare(), a metrics
+            # port) is released and restored: a failed start leaves the node as it found it.
+            self._release()
+            raise
+        self.started_wall = time.time()
+        self._t0_cpu = time.process_time()
+        self._t0 = time.monotonic()
+
+    def _build(self, hcfg: Any, controller: str, log: IO[str] | None, metrics_port: int | None) -> None:
+        host, cfg, apply = self.host, self.host.agent, self.apply
         self.layout: HostLayout = bind_host(hcfg, self.root, host.path)
         self.node = HardwareNode(self.layout, self.writer, self.period_s)
         self.shield_cfg = self._shield_config(cfg.shield, cfg.controller_timeout_ms / 1000.0)
@@ -159,6 +177,7 @@ class NodeAgent:
         self.target = hardware_target(self.layout, self.period_s, self.shield_cfg)
         self.controller_name = controller
         self.controller = make_agent_controller(controller, self.node, self.target)
+        self._policy = ControllerThread(self.controller) if cfg.policy_thread else None
         self.watchdog = Watchdog(self.shield_cfg.watchdog, self.node.action_space, self.node.observation_space)
         self.watchdog.fallback = make_controller(cfg.fallback, self.node.action_space, self.node.observation_space,
                                                  self.target)
@@ -179,18 +198,26 @@ class NodeAgent:
         self.last: TickRecord | None = None
         self.decision: Decision | None = None
         self._stop = threading.Event()
-        self._wake = threading.Event()
+        # Wake-ups of the sleeping loop (SIGUSR1: a new cap; stop()): a pipe, because a signal
+        # handler must not take a lock the interrupted main thread may hold (threading.Event does).
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._cap_signal = False
         self._lock = threading.Lock()  # between ticks' writes and the hang watchdog's restore
         self._restored_by_watchdog = False
         self._signal: str | None = None
         self._last_tick_done = time.monotonic()
-        self._own_log = False
+        self._hang_thread: threading.Thread | None = None
         if log is None and cfg.log:
-            log = open(cfg.log, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            try:
+                log = open(cfg.log, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            except OSError as exc:
+                raise ConfigError("agent.log", cfg.log, f"a file the agent can append to ({exc.strerror})",
+                                  host.path) from None
             self._own_log = True
         self.log: IO[str] = log if log is not None else sys.stdout
         port = cfg.metrics.port if metrics_port is None else metrics_port
-        self.metrics: Any = None
         if port:
             from powerrl.runtime.metrics import AgentMetrics
 
@@ -199,9 +226,27 @@ class NodeAgent:
             # Last, once everything else was accepted: open and journal every target now, so the first
             # thermal or budget event does not pay for it (milliseconds) in its tick.
             self.node.prepare()
-        self.started_wall = time.time()
-        self._t0_cpu = time.process_time()
-        self._t0 = time.monotonic()
+
+    def _release(self) -> None:
+        """Restore and release what a (partly) built agent holds; safe to call more than once."""
+        if self._policy is not None:
+            self._policy.close()
+            self._policy = None
+        if self.writer is not None:
+            self.writer.close()
+        node = getattr(self, "node", None)
+        if node is not None:
+            node.close()
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
+        if self._own_log:
+            self.log.close()
+            self._own_log = False
+        for fd in (getattr(self, "_wake_r", -1), getattr(self, "_wake_w", -1)):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
 
     def _shield_config(self, shield: str, timeout_s: float) -> ShieldConfig:
         cfg = resolve_shield_config(shield)
@@ -224,7 +269,13 @@ class NodeAgent:
             util[np.isnan(obs[: self.node.n * k: k])] = 1.0
             clean[: self.node.n * k: k] = util
             return np.asarray(self.watchdog.fallback_action(clean)), "fallback:stale_sensor", {"stale_sensor": 1}
-        action, events = self.watchdog.decide(self.controller, obs)
+        if self._policy is not None:
+            action, reason = self._policy.act(obs, self.shield_cfg.watchdog.controller_timeout_s)
+            if reason is not None:
+                return np.asarray(self.watchdog.fallback_action(obs)), "fallback:" + reason, {reason: 1}
+            action, events = self.watchdog.screen(action, obs)
+        else:  # inline: a late answer is replaced, but a hung call holds the loop (until hang_s)
+            action, events = self.watchdog.decide(self.controller, obs)
         if events:
             return np.asarray(action), "fallback:" + next(iter(events)), events
         return np.asarray(action), "policy", {}
@@ -362,68 +413,96 @@ class NodeAgent:
     def run(self, duration_s: float | None = None) -> int:
         """Run until stopped (a signal, :meth:`stop`) or ``duration_s`` passes; restores and returns 0."""
         handlers = self._install_signals()
-        hang = threading.Thread(target=self._hang_watchdog, name="powerrl-agent-watchdog", daemon=True)
-        self.state.mkdir(parents=True, exist_ok=True)
-        (self.state / PID_FILE).write_text(str(os.getpid()), encoding="ascii")
+        self._hang_thread = threading.Thread(target=self._hang_watchdog, name="powerrl-agent-watchdog", daemon=True)
+        try:
+            self._start()
+            self._loop(duration_s)
+        finally:
+            self.close(handlers)
+        return 0
+
+    def _start(self) -> None:
+        try:
+            self.state.mkdir(parents=True, exist_ok=True)
+            (self.state / PID_FILE).write_text(str(os.getpid()), encoding="ascii")
+        except OSError as exc:
+            raise ConfigError("agent.state_dir", str(self.state), f"a writable directory ({exc.strerror})",
+                              self.host.path) from None
         self._emit({"event": "start", "node": self.name, "mode": "apply" if self.apply else "dry-run",
                     "controller": self.controller_name, "fallback": self.host.agent.fallback,
                     "period_ms": self.period_s * 1e3, "domains": [list(d.cpus) for d in self.layout.domains],
                     "pstates_mhz": self.layout.pstates_mhz.tolist(), "driver": self.layout.driver,
                     "knob": self.layout.config.actuate, "recovered": self.recovered, "notes": list(self.layout.notes),
                     "base_w": round(self.base_w, 1), "pid": os.getpid()})
-        hang.start()
+        assert self._hang_thread is not None
+        self._hang_thread.start()
+
+    def _loop(self, duration_s: float | None) -> None:
         period = self.period_s
         t_start = time.monotonic()
         deadline = t_start
         last_status = 0.0
-        try:
-            while not self._stop.is_set():
-                now = time.monotonic()
-                late = max(0.0, now - deadline)
-                self.tick(late)
-                if now - last_status >= 1.0:
-                    self.write_status()
-                    last_status = now
-                if duration_s is not None and time.monotonic() - t_start >= duration_s:
+        while not self._stop.is_set() and self._signal is None:
+            now = time.monotonic()
+            late = max(0.0, now - deadline)
+            self.tick(late)
+            if now - last_status >= 1.0:
+                self.write_status()
+                last_status = now
+            if duration_s is not None and time.monotonic() - t_start >= duration_s:
+                break
+            deadline += period
+            now = time.monotonic()
+            if now - deadline > period:
+                skipped = int((now - deadline) // period)
+                self.missed += skipped
+                if self.metrics is not None:
+                    self.metrics.missed.inc(skipped)
+                deadline += skipped * period
+            # Sleep to the deadline; a SIGUSR1 (new cap) wakes us for a cap-only write.
+            while not self._stop.is_set() and self._signal is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     break
-                deadline += period
-                now = time.monotonic()
-                if now - deadline > period:
-                    skipped = int((now - deadline) // period)
-                    self.missed += skipped
-                    if self.metrics is not None:
-                        self.metrics.missed.inc(skipped)
-                    deadline += skipped * period
-                # Sleep to the deadline; a SIGUSR1 (new cap) wakes us for a cap-only write.
-                while not self._stop.is_set():
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    if self._wake.wait(left):
-                        self._wake.clear()
+                if select.select([self._wake_r], [], [], left)[0]:
+                    try:
+                        os.read(self._wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+                    if self._cap_signal:
+                        self._cap_signal = False
                         self.cap_tick()
-        finally:
-            self.close(handlers)
-        return 0
 
     def stop(self) -> None:
-        """Ask the loop to finish its tick, restore and return."""
+        """Ask the loop to finish its tick, restore and return (from any thread, not a signal handler)."""
         self._stop.set()
-        self._wake.set()
+        self._poke()
+
+    def _poke(self) -> None:
+        """Wake the sleeping loop (async-signal-safe: one write to a non-blocking pipe)."""
+        try:
+            os.write(self._wake_w, b"x")
+        except (BlockingIOError, OSError):
+            pass  # full (a wake-up is pending anyway) or closed
 
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
             return {}
         prev: dict[int, Any] = {}
 
+        # Handlers only set plain attributes and write to the wake pipe: they may interrupt the main
+        # thread anywhere, including inside a lock or a buffered log write, neither of which is reentrant.
         def on_stop(signum: int, frame: Any) -> None:
-            # Only flags here: the handler may interrupt a log write, and buffered writes are not reentrant.
             self._signal = signal.Signals(signum).name
-            self.stop()
+            self._poke()
+
+        def on_cap(signum: int, frame: Any) -> None:
+            self._cap_signal = True
+            self._poke()
 
         for sig in STOP_SIGNALS:
             prev[sig] = signal.signal(sig, on_stop)
-        prev[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, lambda s, f: self._wake.set())
+        prev[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, on_cap)
         return prev
 
     def _hang_watchdog(self) -> None:
@@ -437,6 +516,9 @@ class NodeAgent:
                     self._emit({"event": "watchdog", "error": "a write is stuck; could not restore"})
                     continue
                 try:
+                    # Re-check under the lock: a tick may have completed (and written) meanwhile.
+                    if self._stop.is_set() or time.monotonic() - self._last_tick_done <= hang_s:
+                        continue
                     failed = self.writer.restore()
                     self._restored_by_watchdog = True
                 finally:
@@ -446,16 +528,17 @@ class NodeAgent:
 
     def close(self, handlers: dict[int, Any] | None = None) -> None:
         """Restore every saved setting, write the final status, release everything."""
+        if self._wake_r < 0:
+            return  # closed already
         self._stop.set()
+        if self._hang_thread is not None and self._hang_thread.is_alive():
+            self._hang_thread.join(timeout=2.0)
         if self._signal is not None:
             self._emit({"event": "signal", "signal": self._signal})
         failed: list[tuple[str, str]] = []
         if self.writer is not None:
             with self._lock:
                 failed = self.writer.close()
-        self.node.close()
-        if self.metrics is not None:
-            self.metrics.close()
         self.write_status(running=False)
         try:
             (self.state / PID_FILE).unlink()
@@ -465,8 +548,7 @@ class NodeAgent:
                     "restore_failures": failed})
         for sig, h in (handlers or {}).items():
             signal.signal(sig, h)
-        if self._own_log:
-            self.log.close()
+        self._release()
 
     # -- outputs ---------------------------------------------------------------------------------------
     def _emit(self, obj: dict[str, Any]) -> None:
