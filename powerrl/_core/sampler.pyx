@@ -361,6 +361,9 @@ def proc_stat_cpus(const unsigned char[::1] text, int64_t[::1] busy, int64_t[::1
                 c = i + 3
                 cpu = 0
                 while c < j and 48 <= text[c] <= 57:
+                    if c - i - 3 >= 9:  # no node has a billion CPUs: a crafted number, not an id
+                        bad = True
+                        break
                     cpu = cpu * 10 + (text[c] - 48)
                     c += 1
                 cols = 0
@@ -371,10 +374,15 @@ def proc_stat_cpus(const unsigned char[::1] text, int64_t[::1] busy, int64_t[::1
                         break
                     digits = False
                     x = 0
+                    k = 0
                     while c < j and 48 <= text[c] <= 57:
                         x = x * 10 + (text[c] - 48)
                         digits = True
                         c += 1
+                        k += 1
+                    if k > 18:  # would overflow int64: not a tick count
+                        bad = True
+                        break
                     if not digits or (c < j and text[c] != 32):
                         bad = True
                         break
@@ -386,7 +394,7 @@ def proc_stat_cpus(const unsigned char[::1] text, int64_t[::1] busy, int64_t[::1
                 want = cols
                 for k in range(cols, 8):
                     v[k] = 0
-                if not bad and cpu < ncpu:
+                if not bad and 0 <= cpu < ncpu:
                     tmp_b[cpu] = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
                     tmp_t[cpu] = tmp_b[cpu] + v[3] + v[4]
             elif j - i > 14 and _starts_with(&text[i], j - i, b"procs_running "):

@@ -9,8 +9,9 @@ How each observation field is measured (per frequency domain; ``docs/deploy.md``
 
 * ``util``: busy share of the domain's CPUs over the last period, from ``/proc/stat`` ticks
   (user + nice + system + irq + softirq + steal over all but idle + iowait: ``filesystems/proc.rst``).
-* ``offered_load``: ``util * f_cur / f_max``, the work done in units of capacity at f_max (the
-  simulator's offered load when the domain is not saturated; saturation hides excess demand).
+* ``offered_load``: ``util * speed``, the work done in units of capacity at f_max, with the
+  simulator's speed ``1 / ((1 - m) f_max / f_cur + m)`` (``m`` = ``mem_bound``): the simulator's
+  offered load while the domain is not saturated (saturation hides excess demand).
 * ``mem_bound``: the host file's constant (hardware counters are not needed by the policy's
   decision in practice, and ``perf`` needs privileges most deployments do not grant).
 * ``pstate``: the P-state index last written (before the first write: nearest to ``scaling_cur_freq``).
@@ -18,8 +19,8 @@ How each observation field is measured (per frequency domain; ``docs/deploy.md``
 * ``power_w``: the domain's RAPL package energy over the last period (J/s); a zone shared by
   several domains is split equally.
 * ``latency_slack``: ``1 - p99 / sla_ms`` from the application's ``latency_file``; without one,
-  the M/M/1 estimate ``p99 = ln(100) * service_ms * f_max / f_cur / (1 - util)`` (M/M/1 response
-  time is exponential with rate ``mu - lambda``).
+  the M/M/1 estimate ``p99 = ln(100) * service_ms / speed / (1 - util)`` (M/M/1 response time is
+  exponential with rate ``mu - lambda``).
 * ``backlog_s``: runnable tasks beyond the CPUs (``procs_running`` of ``/proc/stat``) times the
   service time, per CPU: a queue proxy.
 * ``tod_sin``, ``tod_cos``: local time of day.
@@ -104,41 +105,35 @@ def parse_proc_stat_cpus(text: str | bytes, n_cpus: int) -> tuple[np.ndarray, np
 
 
 def parse_proc_stat_cpus_py(text: str, n_cpus: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Pure-Python twin of :func:`parse_proc_stat_cpus` (the reference its C version is tested against).
-
-    Busy time is user + nice + system + irq + softirq + steal; idle is idle + iowait (the split of
-    ``powerrl.hw.procstat`` and ``sampler.h``).
-    """
+    """Pure-Python twin of :func:`parse_proc_stat_cpus`: the plain reference its C version is tested against."""
     busy = np.full(n_cpus, -1, dtype=np.int64)
     total = np.full(n_cpus, -1, dtype=np.int64)
-    running = 0
-    ids: list[int] = []
-    rows: list[str] = []
+    found: dict[int, tuple[int, int]] = {}
+    running, want, bad = 0, -1, False
     for line in text.split("\n"):
-        if line.startswith("cpu"):
-            name, _, rest = line.partition(" ")
-            if name != "cpu" and name[3:].isdigit():
-                ids.append(int(name[3:]))
-                rows.append(rest)
-        elif line.startswith("procs_running"):
+        if line.startswith("cpu") and line[3:4].isdigit():
+            if bad:
+                continue
+            head = 3
+            while head < len(line) and line[head].isdigit():
+                head += 1
+            tokens = [t for t in line[head:].split(" ") if t]
+            if (head - 3 > 9 or len(tokens) < 5 or (want >= 0 and len(tokens) != want)
+                    or not all(t.isascii() and t.isdigit() and len(t) <= 18 for t in tokens)):
+                bad = True  # a torn or foreign table: every CPU unknown
+                continue
+            want = len(tokens)
+            v = [int(t) for t in tokens[:8]] + [0] * max(0, 8 - len(tokens))
+            b = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+            found[int(line[3:head])] = (b, b + v[3] + v[4])
+        elif line.startswith("procs_running "):
             parts = line.split()
-            if len(parts) > 1 and parts[1].isdigit():
+            if len(parts) > 1 and parts[1].isascii() and parts[1].isdigit():
                 running = int(parts[1])
-    if rows and len({r.count(" ") for r in rows}) == 1:  # ragged rows (a torn read): every CPU unknown
-        try:
-            # One conversion for the whole table (every line has the same columns on one kernel).
-            flat = np.fromstring(" ".join(rows), dtype=np.int64, sep=" ")  # C parser: 2x faster than split()
-            v = flat.reshape(len(rows), -1)
-        except (ValueError, DeprecationWarning):
-            return busy, total, running  # a torn or foreign format: every CPU unknown this time
-        if v.shape[1] < 5:
-            return busy, total, running
-        v = np.pad(v, ((0, 0), (0, max(0, 8 - v.shape[1]))))
-        b = v[:, 0] + v[:, 1] + v[:, 2] + v[:, 5] + v[:, 6] + v[:, 7]
-        idx = np.array(ids)
-        keep = idx < n_cpus
-        busy[idx[keep]] = b[keep]
-        total[idx[keep]] = (b + v[:, 3] + v[:, 4])[keep]
+    if not bad:
+        for cpu, (b, t) in found.items():
+            if cpu < n_cpus:
+                busy[cpu], total[cpu] = b, t
     return busy, total, running
 
 
@@ -289,7 +284,7 @@ class HardwareNode:
         n = self.n
         text = self._read_proc_stat()
         if not text:
-            errors["proc_stat"] = 1
+            errors["proc_stat"] = 1  # util is then unknown (NaN), not frozen at the last value
         busy, total, running = parse_proc_stat_cpus(text, self._n_cpus)
         util = np.full(n, np.nan)
         if self._prev_ticks is not None:
@@ -303,7 +298,7 @@ class HardwareNode:
             with np.errstate(invalid="ignore", divide="ignore"):
                 util = np.where(st > 0, np.clip(sb / np.maximum(st, 1), 0.0, 1.0), np.nan)
                 # No tick elapsed (USER_HZ = 100 over a 100 ms period can give 0 on an idle CPU): keep the last.
-                if self.reading is not None:
+                if self.reading is not None and not errors:
                     util = np.where(st > 0, util, self.reading.util)
         self._prev_ticks = (busy, total)
         freqs = values[self._freq_slice]
@@ -358,9 +353,12 @@ class HardwareNode:
         cfg = self.layout.config
         n = self.n
         per = np.empty((n, len(DOMAIN_FIELDS)))
-        ratio = r.freq_mhz / self.f_max_mhz
+        # Throughput relative to f_max, the simulator's (node_step.h pr_speed): run time = CPU part
+        # f_max/f + memory part, so memory-bound work loses less than the frequency ratio.
+        m = cfg.mem_bound
+        speed = 1.0 / ((1.0 - m) * self.f_max_mhz / r.freq_mhz + m)
         per[:, _FIELD["util"]] = r.util
-        per[:, _FIELD["offered_load"]] = r.util * ratio
+        per[:, _FIELD["offered_load"]] = r.util * speed
         per[:, _FIELD["mem_bound"]] = cfg.mem_bound
         per[:, _FIELD["pstate"]] = np.maximum(self.pstate, 0) / (self.n_pstates - 1)
         per[:, _FIELD["temp_die_c"]] = r.temp_c
@@ -369,8 +367,8 @@ class HardwareNode:
             p99 = np.full(n, r.latency_ms)
         else:
             with np.errstate(divide="ignore", invalid="ignore"):
-                p99 = np.where(r.util < 1.0, LN_100 * cfg.service_ms / ratio / (1.0 - r.util), np.inf)
-                p99 = np.where(np.isnan(r.util) | np.isnan(ratio), np.nan, p99)  # unknown, not a violation
+                p99 = np.where(r.util < 1.0, LN_100 * cfg.service_ms / speed / (1.0 - r.util), np.inf)
+                p99 = np.where(np.isnan(r.util) | np.isnan(speed), np.nan, p99)  # unknown, not a violation
         per[:, _FIELD["latency_slack"]] = 1.0 - p99 / cfg.sla_ms
         cpus = self._domain_cpus.sum()
         per[:, _FIELD["backlog_s"]] = max(0, r.procs_running - cpus) / cpus * cfg.service_ms / 1000.0

@@ -166,11 +166,16 @@ def _package_temps(root: SysfsRoot) -> list[tuple[str, str]]:
     zones = [z for z in th.zones() if z.type in PACKAGE_ZONE_TYPES and root.exists(z.temp_rel)]
     if zones:
         return [(z.temp_rel, f"thermal_zone{z.id}") for z in sorted(zones, key=lambda z: z.id)]
-    out = []
+    found = []
     for s in th.hwmon_sensors():
         if s.kind == "temp" and s.chip in PACKAGE_HWMON_CHIPS and s.rel.endswith("temp1_input"):
-            out.append((s.rel, "/".join(s.rel.split("/")[-2:])))
-    return out
+            chip_dir = s.rel.split("/")[-2]
+            # coretemp labels its package sensor "Package id N" (drivers/hwmon/coretemp.c): the package
+            # it measures. Unlabelled chips (k10temp "Tctl") are ordered by hwmon number, numerically.
+            m = re.fullmatch(r"Package id (\d+)", s.label.strip())
+            key = (0, int(m.group(1))) if m else (1, int(chip_dir[5:]) if chip_dir[5:].isdigit() else 0)
+            found.append((key, s.rel, f"{chip_dir}/temp1_input"))
+    return [(rel, label) for _, rel, label in sorted(found)]
 
 
 _HWMON_TEMP = re.compile(r"^hwmon\d+/temp\d+_input$")
@@ -259,6 +264,7 @@ def bind_host(cfg: HostConfig, root: SysfsRoot | None = None, source: str | None
     n = cfg.domain_count
     if cfg.domains:
         groups = []
+        owner: dict[int, int] = {}
         for i, d in enumerate(cfg.domains):
             cpus = set(parse_cpu_list(d.cpus))
             members = [p for p in policies if set(p.related_cpus or (p.id,)) <= cpus]
@@ -266,6 +272,12 @@ def bind_host(cfg: HostConfig, root: SysfsRoot | None = None, source: str | None
                 raise ConfigError(f"domains[{i}].cpus", d.cpus, "CPUs that have cpufreq policies on this node "
                                   f"(policies cover CPUs {min(p.id for p in policies)}-{max(p.id for p in policies)})",
                                   source)
+            for p in members:
+                if p.id in owner:
+                    # Two domains writing one policy: the last write would silently win.
+                    raise ConfigError(f"domains[{i}].cpus", d.cpus, f"CPUs of no other domain (policy{p.id} is "
+                                      f"already in domains[{owner[p.id]}])", source)
+                owner[p.id] = i
             groups.append(members)
     else:
         if len(policies) < n:

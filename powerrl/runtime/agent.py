@@ -292,8 +292,8 @@ class NodeAgent:
         """Read ``cap.json`` if it changed; True when a new cap was taken."""
         try:
             st = os.stat(self._cap_file)
-        except FileNotFoundError:
-            return False
+        except OSError:
+            return False  # absent, or unreadable: the next tick looks again
         # write_cap_file renames a new file into place: a new inode even within one timestamp tick.
         stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         if stamp == self._cap_stamp:
@@ -307,7 +307,8 @@ class NodeAgent:
         if got is None:
             return False
         cap, issued, lease = got
-        self.caps.set(cap, issued, lease)
+        # A sender whose clock runs ahead must not stretch the lease: never later than receipt.
+        self.caps.set(cap, min(issued, time.time()), lease)
         self._emit({"event": "cap", "cap_w": cap, "issued_s": issued, "lease_s": self.caps.cap_lease_s
                     if math.isfinite(self.caps.cap_lease_s) else None, "base_w": round(self.base_w, 1)})
         return True

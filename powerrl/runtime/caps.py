@@ -97,10 +97,14 @@ def read_cap_file(path: Path) -> tuple[float | None, float, float | None] | None
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
+    except (OSError, UnicodeError) as exc:
+        raise ConfigError(str(path), None, f"a readable UTF-8 JSON cap file ({exc})") from None
     try:
         data = json.loads(text)
         cap = data["cap_w"]
         issued = float(data["issued_s"])
+        if isinstance(cap, bool) or isinstance(data["issued_s"], bool):
+            raise ValueError("true/false is not a number")
         if cap is not None:
             cap = float(cap)
             if not (math.isfinite(cap) and cap > 0):

@@ -122,7 +122,8 @@ def check_host(hf: HostFile, controller: str | None, root: str | None = None
     existing = next(p for p in (state, *state.parents) if p.exists())
     ok = os.access(existing, os.W_OK)
     items.append(CheckItem(f"state directory ({state})", ok, True, "writable" if ok else
-                           "not writable: the journal and status live here (run as root, or set agent.state_dir)"))
+                           "not writable: the status, pid and cap files live here (run as root, or set "
+                           "agent.state_dir)"))
     if controller is not None:
         items.append(_controller_item(layout, hf, controller))
     return items, layout

@@ -20,6 +20,16 @@ from powerrl.runtime.config import HostFile, load_host_file
 DEFAULT_POLICY = "nodedvfs-v0"
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is outside 0-65535 (0 turns metrics off)")
+    return port
+
+
 def _shipped_policy(name: str) -> str:
     from importlib.resources import files
 
@@ -58,6 +68,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.duration_s is not None and not args.duration_s > 0:
         raise ConfigError("--duration-s", args.duration_s, "a positive number of seconds")
     if args.apply:
+        # A killed run's settings come back first, even when this start is refused below.
+        from powerrl.hw.safety import SafeWriter
+
+        SafeWriter(_root(args, hf), install_handlers=False).close()
         items, _ = check_host(hf, controller, args.root)
         missing = [it for it in items if it.needed and not it.ok]
         if missing:
@@ -172,9 +186,12 @@ def _cap(args: argparse.Namespace) -> int:
     if pid_path.is_file():
         try:
             pid = int(pid_path.read_text(encoding="ascii").strip())
-            os.kill(pid, signal.SIGUSR1)
-            woke = True
-        except (ValueError, ProcessLookupError, PermissionError):
+            # A pid file left by a killed agent may name a recycled pid: SIGUSR1 would kill that process.
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"powerrl" in cmdline or b"python" in cmdline:
+                os.kill(pid, signal.SIGUSR1)
+                woke = True
+        except (ValueError, OSError):
             pass
     what = "cleared" if args.clear else f"set to {args.set:g} W"
     print(f"node cap {what} ({path}); " + ("the agent applies it now" if woke else
@@ -212,7 +229,7 @@ def register(subparsers: Any) -> None:
     run.add_argument("--period-ms", type=float, help="control period, ms (default agent.period_ms, 100)")
     run.add_argument("--duration-s", type=float, help="stop after this many seconds (default: run until signalled)")
     run.add_argument("--log", metavar="FILE", help="JSON-lines log (default agent.log, or standard output)")
-    run.add_argument("--metrics-port", type=int, metavar="PORT",
+    run.add_argument("--metrics-port", type=_port, metavar="PORT",
                      help="Prometheus port on agent.metrics.address (default agent.metrics.port; 0 = off)")
     run.set_defaults(func=_run)
 

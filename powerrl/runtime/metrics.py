@@ -68,8 +68,9 @@ class AgentMetrics:
         if port:
             try:
                 self.server = pc.start_http_server(port, addr=address, registry=reg)
-            except OSError as exc:
-                raise ConfigError("agent.metrics.port", port, f"a free port on {address} ({exc.strerror}); "
+            except (OSError, OverflowError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise ConfigError("agent.metrics.port", port, f"a free port on {address} ({why}); "
                                   "pick another or set 0 to turn metrics off") from None
 
     def domains(self, name: str, values: np.ndarray) -> None:
@@ -80,6 +81,9 @@ class AgentMetrics:
     def close(self) -> None:
         """Stop serving."""
         if self.server is not None:
-            server = self.server[0] if isinstance(self.server, tuple) else self.server
+            server, thread = self.server if isinstance(self.server, tuple) else (self.server, None)
             server.shutdown()
+            server.server_close()  # the listening socket, now rather than at garbage collection
+            if thread is not None:
+                thread.join(timeout=2.0)
             self.server = None

@@ -384,3 +384,15 @@ def test_native_parser_matches_its_twin_on_real_proc_stat() -> None:
     text = Path("/proc/stat").read_text(encoding="ascii")
     got, want = parse_proc_stat_cpus(text, 8), parse_proc_stat_cpus_py(text, 8)
     assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist()
+
+
+@pytest.mark.parametrize("text", [
+    "cpu18446744073709551615 1 2 3 4 5\n", "cpu0 99999999999999999999 2 3 4 5\n", "cpu0 1 2 3 4 5\ncpu0x 1 2 3 4 5\n",
+    "cpu0\t1 2 3 4 5\n", "cpu0 1 2 3 4 ²\n", "cpu1 1 2 3 4 5\ncpu0 5 4 3 2 1\nprocs_running 9\n",
+])
+def test_crafted_proc_stat_cannot_corrupt_the_native_parser(text: str) -> None:
+    """Overlong ids and numbers are rejected as a foreign table, never written out of bounds."""
+    from powerrl.envs.hw_node import parse_proc_stat_cpus_py
+
+    got, want = parse_proc_stat_cpus(text, 4), parse_proc_stat_cpus_py(text, 4)
+    assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist() and got[2] == want[2]

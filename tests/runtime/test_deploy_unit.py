@@ -34,6 +34,8 @@ def test_unit_runs_check_then_apply_and_keeps_the_journal_across_restarts() -> N
     assert any(" agent run " in v and v.endswith("--apply") for v in _values("ExecStart"))
     assert _values("RuntimeDirectoryPreserve") == ["yes"]  # the journal must survive a crash
     assert _values("NoNewPrivileges") == ["yes"] and _values("ProtectSystem") == ["strict"]
+    assert _values("ProtectKernelTunables") == ["yes"]  # else /sys and /proc stay writable under strict
+    assert any(" hw restore " in v for v in _values("ExecStopPost"))  # a SIGKILLed agent's settings come back
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
