@@ -211,3 +211,24 @@ def test_an_explicit_domain_across_packages_is_refused(fake: SysfsRoot) -> None:
     """One package's heat and power would be invisible to the shield: refused even when listed by hand."""
     with pytest.raises(ConfigError, match=r"domains\[1\]\.cpus.*spans packages \[0, 1\]"):
         _bind(fake, {"domains": [{"cpus": "0-1"}, {"cpus": "2-3,6"}]})
+
+
+def test_coretemp_sensors_are_mapped_by_their_package_label(fake: SysfsRoot) -> None:
+    """Without x86_pkg_temp zones, hwmon directories in any order map to the package their label names."""
+    import shutil
+
+    root = Path(fake.root)
+    for z in (1, 2):
+        shutil.rmtree(root / f"sys/class/thermal/thermal_zone{z}")
+    hw = root / "sys/class/hwmon"
+    (hw / "hwmon0").rename(hw / "hwmon10")  # package 0's chip now sorts after package 1's as a string
+    (hw / "hwmon1").rename(hw / "hwmon9")
+    layout = _bind(fake)
+    labels = [(hw / d.temp_rel.split("/", 3)[3]).parent.joinpath("temp1_label").read_text().strip()
+              for d in layout.domains]
+    assert labels == ["Package id 0", "Package id 1"]
+
+
+def test_overlapping_explicit_domains_are_refused(fake: SysfsRoot) -> None:
+    with pytest.raises(ConfigError, match=r"domains\[1\]\.cpus.*policy4 is already in domains\[0\]"):
+        _bind(fake, {"domains": [{"cpus": "0-7"}, {"cpus": "4-7"}]})

@@ -174,3 +174,13 @@ def test_bad_arguments_exit_2_with_one_line(tree: Path, capsys: pytest.CaptureFi
     one_error_line(cap.err, *needles)
     assert writable(tree) == before
     assert not (tree / STATE / "cap.json").exists()
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_a_bad_metrics_port_is_one_line_not_a_traceback(tree: Path, port: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["agent", "run", "--host", HOST, "--root", str(tree), "--metrics-port", port])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--metrics-port" in err and "Traceback" not in err

@@ -140,3 +140,17 @@ def test_write_cap_file_rejects_bad_values(tmp_path: Path, cap: float, lease: fl
         write_cap_file(tmp_path, cap, lease_s=lease)
     assert info.value.key_path == key
     assert not (tmp_path / CAP_FILE).exists()
+
+
+def test_a_boolean_or_unreadable_cap_file_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "cap.json"
+    path.write_text('{"cap_w": true, "issued_s": 1}', encoding="utf-8")
+    with pytest.raises(ConfigError):
+        read_cap_file(path)
+    path.write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError):
+        read_cap_file(path)
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(ConfigError):
+        read_cap_file(path)
