@@ -608,7 +608,31 @@ def in_process(args: argparse.Namespace, tmp: Path, host_path: Path) -> dict[str
                 profile = buf.getvalue()
         finally:
             agent.close()
+        # The policy on its own thread (the default: a hung policy cannot hold the loop) against inline,
+        # both dry runs on the same tree, alternating tick by tick after a sleep so noise hits both alike.
+
+        modes = {}
+        for threaded in (True, False):
+            h = dataclasses.replace(hf, agent=dataclasses.replace(hf.agent, policy_thread=threaded))
+            modes[threaded] = NodeAgent(h, str(POLICY), apply=False, root=str(tree), metrics_port=0, log=log)
+        try:
+            ab: dict[bool, list[float]] = {True: [], False: []}
+            for _ in range(5):
+                fk.step(period)
+                for a in modes.values():
+                    a.tick()
+            deadline = time.monotonic()
+            for i in range(2 * args.cold_ticks):
+                fk.step(period)
+                deadline += period
+                time.sleep(max(0.0, deadline - time.monotonic()))
+                ab[i % 2 == 0].append(modes[i % 2 == 0].tick().tick_ms)
+        finally:
+            for a in modes.values():
+                a.close()
     return {
+        "policy_thread_tick_ms": {"thread_p50": pct(ab[True], 50), "thread_p99": pct(ab[True], 99),
+                                  "inline_p50": pct(ab[False], 50), "inline_p99": pct(ab[False], 99)},
         "hot_ticks": len(hot_tick), "hot_tick_ms_p50": pct(hot_tick, 50), "hot_tick_ms_p99": pct(hot_tick, 99),
         "hot_tick_ms_max": max(hot_tick), "hot_call_ms_p50": pct(hot_call, 50), "hot_call_ms_p99": pct(hot_call, 99),
         "fake_kernel_step_ms_p50": pct(fk_ms, 50),
@@ -656,6 +680,9 @@ def report(out: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"  back to back:           tick_ms p50 {ip['hot_tick_ms_p50']:.3f}  p99 {ip['hot_tick_ms_p99']:.3f}  max "
           f"{ip['hot_tick_ms_max']:.3f} ms; whole tick() with its log line p50 {ip['hot_call_ms_p50']:.3f}  "
           f"p99 {ip['hot_call_ms_p99']:.3f} ms")
+    pt = ip["policy_thread_tick_ms"]
+    print(f"  after a sleep, dry run, policy on its thread vs inline (agent.policy_thread): p50 {pt['thread_p50']:.3f} "
+          f"vs {pt['inline_p50']:.3f} ms, p99 {pt['thread_p99']:.3f} vs {pt['inline_p99']:.3f} ms")
     print(f"  after a sleep to the deadline ({ip['cold_ticks']} ticks): tick_ms p50 {ip['cold_tick_ms_p50']:.3f}  "
           f"p99 {ip['cold_tick_ms_p99']:.3f}  max {ip['cold_tick_ms_max']:.3f} ms")
     print("  by stage, median us:     " + "".join(f"{k:>{max(len(k), 7) + 2}s}" for k in STAGES))
