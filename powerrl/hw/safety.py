@@ -63,6 +63,19 @@ UNRESTORABLE = ("<unsupported>",)
 JOURNAL_REL = "run/powerrl/restore-journal.json"
 
 
+def allowlisted_state(root: SysfsRoot, allowlist: Iterable[str] = DEFAULT_ALLOWLIST) -> dict[str, str]:
+    """Text of every attribute under ``root`` that the allowlist lets powerrl write, by relative path.
+
+    What "every setting restored" means, checkably: take it before a run and compare after. Reads
+    each file once (fine for a check, not for a control loop).
+    """
+    out = {}
+    for pattern in allowlist:
+        for p in root.root.glob(pattern):
+            out[str(p.relative_to(root.root))] = p.read_text(encoding="ascii", errors="replace").strip()
+    return out
+
+
 def is_allowed(rel: str, allowlist: Iterable[str] = DEFAULT_ALLOWLIST) -> bool:
     """Whether ``rel`` matches an allowlist pattern component by component."""
     parts = PurePosixPath(rel).parts

@@ -22,7 +22,7 @@ import pytest
 from powerrl.control import Controller, register
 from powerrl.errors import PowerrlError
 from powerrl.hw.fake import STATE_DIR, FakeKernel, make_fake_sysfs
-from powerrl.hw.safety import DEFAULT_ALLOWLIST, JOURNAL_REL, SafeWriter
+from powerrl.hw.safety import JOURNAL_REL, SafeWriter, allowlisted_state
 from powerrl.hw.sysfs import SysfsRoot
 from powerrl.runtime.agent import PID_FILE, STATUS_FILE, NodeAgent, TickRecord
 from powerrl.runtime.caps import write_cap_file
@@ -123,10 +123,7 @@ def limits(tree: Path) -> list[int]:
 
 def writable(tree: Path) -> dict[str, str]:
     """Every allowlisted attribute of the tree (what a write could have changed)."""
-    out = {}
-    for pattern in DEFAULT_ALLOWLIST:
-        for p in tree.glob(pattern):
-            out[str(p.relative_to(tree))] = p.read_text(encoding="ascii")
+    out = allowlisted_state(SysfsRoot(tree))
     assert len(out) > 40
     return out
 

@@ -13,7 +13,8 @@ import pytest
 
 from powerrl.cli import main
 from powerrl.hw.fake import make_fake_sysfs
-from powerrl.hw.safety import DEFAULT_ALLOWLIST, JOURNAL_REL
+from powerrl.hw.safety import JOURNAL_REL, allowlisted_state
+from powerrl.hw.sysfs import SysfsRoot
 from powerrl.runtime.agent import PID_FILE, STATUS_FILE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,10 +30,7 @@ def tree(tmp_path: Path) -> Path:
 
 
 def writable(tree: Path) -> dict[str, str]:
-    out = {}
-    for pattern in DEFAULT_ALLOWLIST:
-        for p in tree.glob(pattern):
-            out[str(p.relative_to(tree))] = p.read_text(encoding="ascii")
+    out = allowlisted_state(SysfsRoot(tree))
     assert len(out) > 40
     return out
 

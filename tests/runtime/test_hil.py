@@ -25,7 +25,7 @@ import pytest
 
 from powerrl.cli import main
 from powerrl.hw.host import HostLayout, bind_host, load_host_config
-from powerrl.hw.safety import DEFAULT_ALLOWLIST, JOURNAL_REL
+from powerrl.hw.safety import JOURNAL_REL, allowlisted_state
 from powerrl.hw.sysfs import SysfsRoot
 from powerrl.shield.config import resolve_shield_config
 
@@ -35,13 +35,7 @@ ORIGINAL_LIMIT_UW = 230_000_000  # the fake tree's package PL1
 
 
 # -- helpers ------------------------------------------------------------------------------------------
-def writable_snapshot(root: SysfsRoot) -> dict[str, str]:
-    """Text of every allowlisted (writable) attribute of the tree: what 'every setting restored' compares."""
-    out = {}
-    for pattern in DEFAULT_ALLOWLIST:
-        for p in root.root.glob(pattern):
-            out[str(p.relative_to(root.root))] = p.read_text(encoding="ascii").strip()
-    return out
+writable_snapshot = allowlisted_state  # what 'every setting restored' compares
 
 
 def _layout(host_yaml: Path, root: SysfsRoot) -> HostLayout:
