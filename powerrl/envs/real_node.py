@@ -114,8 +114,9 @@ class RealNodeEnv(gym.Env[np.ndarray, np.ndarray]):
     ## Action Space
     ``MultiDiscrete([n_pstates] * n_domains)``: P-state index per domain, 0 = lowest frequency,
     ``n_pstates - 1`` = f_max of the host's P-state table (``pstates_mhz``, or ``n_pstates``
-    frequencies evenly spaced over ``cpuinfo_min_freq``..``cpuinfo_max_freq``). The default host
-    (2 domains, 11 P-states) has NodeDVFS-v0's default spaces.
+    frequencies evenly spaced over ``cpuinfo_min_freq``..``cpuinfo_max_freq``, entries of the
+    driver's frequency table where it has one). The default host (2 domains, 11 P-states) has
+    NodeDVFS-v0's default spaces.
 
     ## Observation Space
     NodeDVFS-v0's: ``Box(float32)`` of ``8 * n_domains + 2`` values, per domain ``util``,
@@ -159,7 +160,7 @@ class RealNodeEnv(gym.Env[np.ndarray, np.ndarray]):
     ## Arguments
     ``gym.make("powerrl/RealNode-v0", host="configs/hosts/example.yaml")`` with keywords:
     ``host`` (host file path, :class:`~powerrl.hw.host.HostConfig`, or None for the defaults;
-    a host file's ``agent:`` section is validated but not used), ``root`` (hardware root
+    a host file's ``agent:`` section belongs to the node agent and is ignored), ``root`` (hardware root
     override, e.g. a fake tree), ``shield`` (shipped name, YAML path, mapping or
     :class:`~powerrl.shield.config.ShieldConfig`; default ``default``), ``period_s`` (0.1),
     ``episode_s`` (300), ``reward_energy`` (1.0), ``reward_sla`` (2.0), ``apply`` (True; False
