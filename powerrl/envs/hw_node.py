@@ -63,8 +63,9 @@ HW_ZONES = ("package",)
 FREQ_SAMPLES_PER_DOMAIN = 4
 #: Unchanged P-states are re-written (and read back, to catch overrides) at least this often, s.
 REASSERT_S = 1.0
-#: Bytes read from ``/proc/stat`` at once (about 150 bytes per CPU line).
-PROC_STAT_BYTES = 1 << 20
+#: Bytes first read from ``/proc/stat`` (about 150 bytes per CPU line: ~400 CPUs); doubled while a
+#: read fills it. Not more: a 1 MiB read buffer is an mmap/munmap per read (~10 us hot, far more cold).
+PROC_STAT_BYTES = 1 << 16
 #: ln(100): the 99th percentile of an exponential distribution in units of its mean.
 LN_100 = math.log(100.0)
 _FIELD = {name: j for j, (name, *_rest) in enumerate(DOMAIN_FIELDS)}
@@ -259,6 +260,7 @@ class HardwareNode:
         self._domain_cpus = np.array([len(d.cpus) for d in layout.domains], dtype=np.float64)
         self._prev_ticks: tuple[np.ndarray, np.ndarray] | None = None
         self._stat_fd = -1
+        self._stat_bytes = PROC_STAT_BYTES
         self._pstate_written_s = -np.inf
         self._prev_energy: np.ndarray | None = None
         self._prev_t: float | None = None
@@ -331,7 +333,11 @@ class HardwareNode:
         try:
             if self._stat_fd < 0:
                 self._stat_fd = self.root.open_fd(PROC_STAT)
-            return os.pread(self._stat_fd, PROC_STAT_BYTES, 0)
+            data = os.pread(self._stat_fd, self._stat_bytes, 0)
+            while len(data) >= self._stat_bytes:  # a node with more CPUs than the buffer holds
+                self._stat_bytes *= 2
+                data = os.pread(self._stat_fd, self._stat_bytes, 0)
+            return data
         except (OSError, HwError):
             if self._stat_fd >= 0:
                 os.close(self._stat_fd)

@@ -396,3 +396,19 @@ def test_crafted_proc_stat_cannot_corrupt_the_native_parser(text: str) -> None:
 
     got, want = parse_proc_stat_cpus(text, 4), parse_proc_stat_cpus_py(text, 4)
     assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist() and got[2] == want[2]
+
+
+def test_a_proc_stat_larger_than_the_read_buffer_is_read_whole(layout: HostLayout, kernel: FakeKernel,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import powerrl.envs.hw_node as hw_node
+
+    monkeypatch.setattr(hw_node, "PROC_STAT_BYTES", 64)  # far smaller than the 8-CPU text
+    node = HardwareNode(layout, None, fixed_dt_s=0.1)
+    try:
+        node.sample()
+        kernel.step(0.1)
+        r = node.sample()
+        assert np.isfinite(r.util).all() and "proc_stat" not in r.errors
+        assert node._stat_bytes > 64
+    finally:
+        node.close()
