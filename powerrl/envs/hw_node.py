@@ -26,7 +26,9 @@ How each observation field is measured (per frequency domain; ``docs/deploy.md``
 * ``tod_sin``, ``tod_cos``: local time of day.
 
 Pitfalls: the first reading has no previous one, so rates (util, power) are NaN until the second;
-callers treat NaN features as stale sensors (the watchdog's fallback decides).
+callers treat NaN features as stale sensors (the watchdog's fallback decides). A gauge that fails
+to read keeps its last good value for ``SENSOR_HOLD_READS`` consecutive reads first (still listed
+in ``Reading.errors``); counters are never held.
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ HW_ZONES = ("package",)
 #: cpufreq policies per domain whose ``scaling_cur_freq`` is sampled (evenly spread over the domain):
 #: the domain's mean frequency only scales ``offered_load``, and every extra file costs ~3 us cold.
 FREQ_SAMPLES_PER_DOMAIN = 4
+#: A gauge (temperature, frequency) that fails to read keeps its last good value for this many
+#: consecutive reads before it reads as unknown: one torn or EIO read (an I2C/BMC sensor, a
+#: concurrent rewrite) must not floor a domain; at 100 ms this holds a value at most 0.2 s old,
+#: well inside the die's ~1 s time constant and the shield's 0.5 s telemetry age limit.
+SENSOR_HOLD_READS = 2
 #: Unchanged P-states are re-written (and read back, to catch overrides) at least this often, s.
 REASSERT_S = 1.0
 #: Bytes first read from ``/proc/stat`` (about 150 bytes per CPU line: ~400 CPUs); doubled while a
@@ -253,6 +260,9 @@ class HardwareNode:
         self._temp_slice = slice(t0, len(sensors))
         self.sensors = sensors
         self.sampler = Sampler(self.root, sensors, period_s=period_s)
+        self._gauge = np.array([s.kind == GAUGE for s in sensors])
+        self._last_good = np.full(len(sensors), np.nan)
+        self._fails = np.zeros(len(sensors), dtype=np.int64)
         self._cpu_domain = np.full(max(max(d.cpus) for d in layout.domains) + 1, -1)
         for d in layout.domains:
             self._cpu_domain[list(d.cpus)] = d.index
@@ -283,6 +293,16 @@ class HardwareNode:
         t_s, values = self.sampler.native.latest()
         wall = time.time()
         errors: dict[str, int] = {}
+        if not np.isfinite(values).all():
+            bad = ~np.isfinite(values)
+            for i in np.flatnonzero(bad).tolist():
+                errors[self.sensors[i].name] = 1  # reported even when held below
+            held = bad & self._gauge & (self._fails < SENSOR_HOLD_READS) & np.isfinite(self._last_good)
+            self._fails = np.where(bad, self._fails + 1, 0)
+            values = np.where(held, self._last_good, values)
+        elif self._fails.any():
+            self._fails[:] = 0
+        self._last_good = np.where(np.isfinite(values), values, self._last_good)
         n = self.n
         text = self._read_proc_stat()
         if not text:
@@ -300,7 +320,7 @@ class HardwareNode:
             with np.errstate(invalid="ignore", divide="ignore"):
                 util = np.where(st > 0, np.clip(sb / np.maximum(st, 1), 0.0, 1.0), np.nan)
                 # No tick elapsed (USER_HZ = 100 over a 100 ms period can give 0 on an idle CPU): keep the last.
-                if self.reading is not None and not errors:
+                if self.reading is not None and "proc_stat" not in errors:
                     util = np.where(st > 0, util, self.reading.util)
         self._prev_ticks = (busy, total)
         freqs = values[self._freq_slice]
@@ -316,9 +336,6 @@ class HardwareNode:
         temp = np.full(n, np.nan)
         have = self._temp_index >= 0
         temp[have] = values[self._temp_index[have]]
-        if not np.isfinite(values).all():
-            for i in np.flatnonzero(~np.isfinite(values)).tolist():
-                errors[self.sensors[i].name] = 1
         r = Reading(t_s=float(t_s), wall_s=wall, util=util, freq_mhz=freq, temp_c=temp, power_w=power,
                     energy_j=float(np.sum(energy)) if self.zones else math.nan, latency_ms=self._latency_ms(),
                     procs_running=running, errors=errors)

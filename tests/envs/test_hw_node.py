@@ -412,3 +412,30 @@ def test_a_proc_stat_larger_than_the_read_buffer_is_read_whole(layout: HostLayou
         assert node._stat_bytes > 64
     finally:
         node.close()
+
+
+def test_a_failing_gauge_holds_its_last_value_for_a_few_reads_counters_never(tree: Path, layout: HostLayout,
+                                                                             kernel: FakeKernel) -> None:
+    from powerrl.envs.hw_node import SENSOR_HOLD_READS
+
+    node = HardwareNode(layout, None, fixed_dt_s=0.1)
+    temp = tree / "sys/class/thermal/thermal_zone1/temp"  # domain 0's package sensor (kept open by the sampler)
+    energy = tree / f"{POWERCAP}/intel-rapl:1/energy_uj"  # domain 1's package energy
+    try:
+        node.sample()
+        kernel.step(0.1)
+        good = node.sample()
+        temp.write_text("abc\n", encoding="ascii")
+        for _ in range(SENSOR_HOLD_READS):
+            r = node.sample()
+            assert r.temp_c[0] == good.temp_c[0] and r.errors.get("domain0.temp_c") == 1
+        r = node.sample()
+        assert np.isnan(r.temp_c[0])  # held no longer: unknown, and the shield reads it as hot
+        kernel.step(0.1)  # the fake kernel rewrites the file: readable again, the count starts over
+        node.sample()
+        temp.write_text("abc\n", encoding="ascii")
+        assert node.sample().temp_c[0] == pytest.approx(node._last_good[node._temp_index[0]])
+        energy.write_text("zzz\n", encoding="ascii")
+        assert np.isnan(node.sample().power_w[1])  # a counter is never held: no made-up 0 W period
+    finally:
+        node.close()

@@ -245,9 +245,15 @@ def test_failed_sensor_reads_as_its_low_bound_and_is_reported(make: Any, tree: t
         os.chmod(temp, 0o644)
         temp.write_text("garbage\n", encoding="ascii")
 
+    from powerrl.envs.hw_node import SENSOR_HOLD_READS
+
     env = make()
     env.reset(seed=0)
     adv.after = corrupt
+    for _ in range(SENSOR_HOLD_READS):  # a few failed reads keep the last good value, reported as failed
+        obs, reward, _, _, info = env.step(np.array([10, 10]))
+        assert obs[4] > 0.0 and "domain0.temp_c" in info["stale_sensors"]
+        assert "domain0.temp_die_c" not in info["stale_sensors"]
     obs, reward, _, _, info = env.step(np.array([10, 10]))
     assert env.observation_space.contains(obs) and np.isfinite(reward)
     assert obs[4] == 0.0 and obs[12] > 0.0

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from powerrl.control import Controller, register
+from powerrl.envs.hw_node import SENSOR_HOLD_READS
 from powerrl.errors import PowerrlError
 from powerrl.hw.fake import STATE_DIR, FakeKernel, make_fake_sysfs
 from powerrl.hw.safety import JOURNAL_REL, SafeWriter, allowlisted_state
@@ -224,6 +225,9 @@ def test_a_failed_sensor_goes_to_the_fallback_and_the_shield_floors_the_domain(
     assert ticks(agent, kernel, 2)[-1].source == "policy"
     # The sampler keeps the file open (deleting it would not fail the read): make its content unreadable.
     (tree / "sys/class/thermal/thermal_zone1/temp").write_text("abc\n", encoding="ascii")
+    for _ in range(SENSOR_HOLD_READS):  # a failed read or two keep the last good value: the policy decides
+        held = agent.tick()
+        assert held.source == "policy" and held.temp_c[0] is not None
     r = agent.tick()
     assert r.source == "fallback:stale_sensor"
     assert r.temp_c[0] is None and r.temp_c[1] is not None
