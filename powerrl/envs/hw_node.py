@@ -44,6 +44,7 @@ from gymnasium import spaces
 from powerrl._core.sampler import proc_stat_cpus
 from powerrl.control import ControlTarget
 from powerrl.envs.node_dvfs import DOMAIN_FIELDS, ENV_ID, GLOBAL_FIELDS
+from powerrl.errors import PowerrlError
 from powerrl.hw.actuator import ActuationReport, Actuator, Target, cpufreq_targets
 from powerrl.hw.cpufreq import KHZ_PER_MHZ, Cpufreq
 from powerrl.hw.errors import HwError
@@ -512,6 +513,25 @@ class HardwareNode:
         report = self._cap_act.apply(limit)
         self.cap_w = np.asarray(domain_cap_w, dtype=np.float64).copy()
         return report
+
+    def actuate(self, pstate: np.ndarray | None, cap_w: np.ndarray) -> list[str]:
+        """Write P-states (None: leave them) and, where any cap is or was in force, the RAPL caps.
+
+        Never raises on a refused write: each failure is returned as ``"pstate: ..."`` or
+        ``"cap: ..."`` for the caller to log, and the other write still happens.
+        """
+        errors = []
+        if pstate is not None:
+            try:
+                self.apply_pstates(pstate)
+            except PowerrlError as exc:
+                errors.append(f"pstate: {exc}")
+        if self.can_cap and (np.isfinite(cap_w).any() or np.isfinite(self.cap_w).any()):
+            try:
+                self.apply_caps(cap_w)
+            except PowerrlError as exc:
+                errors.append(f"cap: {exc}")
+        return errors
 
     def reopen(self) -> None:
         """Forget the actuators (after the writer restored everything): the next write journals afresh."""

@@ -30,7 +30,7 @@ from gymnasium import spaces
 from powerrl.envs.config import RewardWeights
 from powerrl.envs.hw_node import HardwareNode, Reading, hardware_target, node_shield, observation_space
 from powerrl.envs.node_dvfs import DOMAIN_FIELDS
-from powerrl.errors import ConfigError, PowerrlError
+from powerrl.errors import ConfigError
 from powerrl.hw.errors import HwError
 from powerrl.hw.host import HostConfig, HostLayout, bind_host, load_host_config
 from powerrl.hw.safety import SafeWriter
@@ -393,17 +393,7 @@ class RealNodeEnv(gym.Env[np.ndarray, np.ndarray]):
         """Write the decision (with ``apply``): P-states, and RAPL caps where any cap is or was in force."""
         if not self.apply:
             return []
-        errors = []
-        try:
-            node.apply_pstates(decision.pstate)
-        except PowerrlError as exc:
-            errors.append(f"pstate: {exc}")
-        caps = np.where(decision.offline, 0.0, decision.thermal_cap_w)
-        if node.can_cap and (np.isfinite(caps).any() or np.isfinite(node.cap_w).any()):
-            try:
-                node.apply_caps(caps)
-            except PowerrlError as exc:
-                errors.append(f"cap: {exc}")
+        errors = node.actuate(decision.pstate, decision.unit_cap_w)
         for e in errors:
             log.warning("%s: %s", ENV_ID, e)
         return errors

@@ -98,7 +98,7 @@ class _Adapter(ABC):
     def apply_unit_caps(self, d: Decision) -> None:
         """Thermal power caps per unit, and critical trips: a cap under idle power stalls the unit's work."""
         a = self.core.arrays
-        a.cap_w[:] = np.where(d.offline, 0.0, d.thermal_cap_w)
+        a.cap_w[:] = d.unit_cap_w
 
     def initial_action(self) -> np.ndarray:
         """What ``hold`` repeats before any action was applied: the env's own reset state."""

@@ -42,7 +42,7 @@ import numpy as np
 import powerrl.baselines  # noqa: F401 - registers the governors the fallback and --controller name
 from powerrl.control import Controller, make_controller
 from powerrl.envs.hw_node import HardwareNode, Reading, hardware_target, node_shield
-from powerrl.errors import ConfigError, PowerrlError
+from powerrl.errors import ConfigError
 from powerrl.hw.host import HostLayout, bind_host
 from powerrl.hw.safety import SafeWriter
 from powerrl.hw.sysfs import SysfsRoot
@@ -314,28 +314,17 @@ class NodeAgent:
         return True
 
     def _caps_now(self, decision: Decision) -> np.ndarray:
-        thermal = np.where(decision.offline, 0.0, decision.thermal_cap_w)
-        return np.minimum(thermal, self._coordinator_cap_w(time.time()))
+        return np.minimum(decision.unit_cap_w, self._coordinator_cap_w(time.time()))
 
     def _write(self, pstate: np.ndarray | None, cap_w: np.ndarray) -> list[str]:
         """Actuate (with ``--apply``): P-states and, where any cap is or was in force, RAPL limits."""
         if not self.apply:
             return []
-        errors = []
         with self._lock:
             if self._restored_by_watchdog:
                 self.node.reopen()
                 self._restored_by_watchdog = False
-            if pstate is not None:
-                try:
-                    self.node.apply_pstates(pstate)
-                except PowerrlError as exc:
-                    errors.append(f"pstate: {exc}")
-            if self.node.can_cap and (np.isfinite(cap_w).any() or np.isfinite(self.node.cap_w).any()):
-                try:
-                    self.node.apply_caps(cap_w)
-                except PowerrlError as exc:
-                    errors.append(f"cap: {exc}")
+            errors = self.node.actuate(pstate, cap_w)
         self.writes += 1
         return errors
 

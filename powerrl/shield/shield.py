@@ -75,6 +75,15 @@ class Decision:
     events: dict[str, int] = field(default_factory=dict)
 
     @property
+    def unit_cap_w(self) -> np.ndarray:
+        """The power cap each unit's backend must enforce (W, inf = none).
+
+        0 where a critical trip took the unit offline (a cap under idle power stalls its work), else
+        the thermal cap.
+        """
+        return np.where(self.offline, 0.0, self.thermal_cap_w)
+
+    @property
     def alerts(self) -> dict[str, int]:
         """The events an operator must hear about (hot, critical, sensor, infeasible, ...)."""
         return {k: v for k, v in self.events.items() if k in ALERT_REASONS}
