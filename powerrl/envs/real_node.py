@@ -71,9 +71,7 @@ def _shield_config(shield: ShieldConfig | str | os.PathLike[str] | dict[str, Any
     value = os.fspath(shield) if isinstance(shield, os.PathLike) else shield
     cfg = resolve_shield_config(value)
     source = value if isinstance(value, str) and value.endswith((".yaml", ".yml")) else None
-    timeout = min(cfg.watchdog.controller_timeout_s, period_s)
-    return dataclasses.replace(cfg, period_s=period_s, watchdog=dataclasses.replace(
-        cfg.watchdog, controller_timeout_s=timeout)), source
+    return cfg.for_period(period_s), source
 
 
 def _release(writer: SafeWriter | None, node: HardwareNode) -> list[tuple[str, str]]:

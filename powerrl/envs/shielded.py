@@ -22,7 +22,6 @@ per-reason totals for TensorBoard. Discrete envs (NodeDVFS-v0) also offer ``acti
 
 from __future__ import annotations
 
-import dataclasses
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -246,10 +245,7 @@ def _bind_config(shield: ShieldConfig | str | dict[str, Any] | None, dt_s: float
     source = str(shield) if isinstance(shield, str) and shield.endswith((".yaml", ".yml")) else None
     cfg.check_zones(SIM_ZONES, target, source)
     cfg.check_pstates(n_pstates, target, source)
-    # One decision per env step: the env's step is the control period.
-    timeout = min(cfg.watchdog.controller_timeout_s, dt_s)
-    return dataclasses.replace(cfg, period_s=dt_s, watchdog=dataclasses.replace(cfg.watchdog,
-                                                                                controller_timeout_s=timeout))
+    return cfg.for_period(dt_s)  # one decision per env step: the env's step is the control period
 
 
 class ShieldedEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):

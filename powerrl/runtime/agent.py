@@ -251,10 +251,8 @@ class NodeAgent:
     def _shield_config(self, shield: str, timeout_s: float) -> ShieldConfig:
         cfg = resolve_shield_config(shield)
         # One decision per period; the fallback is the agent's governor (installed on the watchdog).
-        timeout = min(timeout_s, self.period_s)
-        return dataclasses.replace(cfg, period_s=self.period_s, watchdog=dataclasses.replace(
-            cfg.watchdog, controller_timeout_s=timeout, fallback=HOLD,
-            max_telemetry_age_s=max(cfg.watchdog.max_telemetry_age_s, 2 * self.period_s)))
+        return cfg.for_period(self.period_s, timeout_s, fallback=HOLD,
+                              max_telemetry_age_s=max(cfg.watchdog.max_telemetry_age_s, 2 * self.period_s))
 
     # -- one tick --------------------------------------------------------------------------------------
     def _decide(self, r: Reading, obs: np.ndarray) -> tuple[np.ndarray, str, dict[str, int]]:

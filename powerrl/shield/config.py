@@ -9,6 +9,7 @@ checked when a shield is bound to it (:meth:`ShieldConfig.check_zones`, :meth:`c
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,6 +216,18 @@ class ShieldConfig:
         if self.floor_pstate >= n_pstates:
             raise ConfigError("floor_pstate", self.floor_pstate,
                               f"a P-state index below {n_pstates} (the P-states of {target})", source)
+
+    def for_period(self, period_s: float, controller_timeout_s: float | None = None, **watchdog: Any
+                   ) -> ShieldConfig:
+        """This config bound to a backend that decides once per ``period_s``.
+
+        The backend's period becomes the control period, and the controller timeout (the config's
+        own, or ``controller_timeout_s``) never exceeds it; ``watchdog`` keys replace other watchdog
+        settings. Used by the shielded envs, RealNode-v0 and the node agent alike.
+        """
+        timeout = self.watchdog.controller_timeout_s if controller_timeout_s is None else controller_timeout_s
+        return dataclasses.replace(self, period_s=period_s, watchdog=dataclasses.replace(
+            self.watchdog, controller_timeout_s=min(timeout, period_s), **watchdog))
 
     def cap_limit_c(self) -> float:
         """Lowest thermal-cap limit over every zone (:meth:`ZoneConfig.cap_limit_c`), degC."""
