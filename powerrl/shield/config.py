@@ -219,7 +219,7 @@ class ShieldConfig:
 
     def for_period(self, period_s: float, controller_timeout_s: float | None = None, **watchdog: Any
                    ) -> ShieldConfig:
-        """This config bound to a backend that decides once per ``period_s``.
+        """The config bound to a backend that decides once per ``period_s``.
 
         The backend's period becomes the control period, and the controller timeout (the config's
         own, or ``controller_timeout_s``) never exceeds it; ``watchdog`` keys replace other watchdog
