@@ -283,6 +283,7 @@ class HardwareNode:
         self._written = False
         self._freq_act: Actuator | None = None
         self._cap_act: Actuator | None = None
+        self._cap_original_w = np.zeros(0)  # the cap zones' limits before any write (set when opened), W
         self._cap_zones = [z for z in zones if any(c.name == "long_term" for c in z.constraints)]
         self.cap_w = np.full(self.n, np.inf)  # caps last written per domain (W, inf = none)
         self.reading: Reading | None = None
@@ -340,9 +341,10 @@ class HardwareNode:
         r = Reading(t_s=float(t_s), wall_s=wall, util=util, freq_mhz=freq, temp_c=temp, power_w=power,
                     energy_j=float(np.sum(energy)) if self.zones else math.nan, latency_ms=self._latency_ms(),
                     procs_running=running, errors=errors)
-        if not self._written and np.all(np.isfinite(freq)):
-            # Until the agent writes, the P-state is whatever the kernel runs.
-            self.pstate[:] = self.layout.pstate_of_mhz(freq)
+        known = np.isfinite(freq)
+        if not self._written and known.any():
+            # Until the agent writes, the P-state is whatever the kernel runs (where it reads).
+            self.pstate[known] = self.layout.pstate_of_mhz(freq[known])
         self.reading = r
         return r
 
@@ -494,6 +496,8 @@ class HardwareNode:
             targets.append(Target(f"{z.name}.long_term.power_limit_w", c.attr(z.rel, "power_limit_uw"), UW_PER_W,
                                   0.0, hi, 0.0))
         self._cap_act = Actuator(self.root, w, targets)
+        # Journaled by the actuator just now: the originals are fixed until a restore re-opens the caps.
+        self._cap_original_w = self.original_limits_w()
 
     def apply_caps(self, domain_cap_w: np.ndarray) -> ActuationReport | None:
         """Write RAPL long-term limits for per-domain caps (W, inf = no cap: the original limit).
@@ -505,7 +509,7 @@ class HardwareNode:
             return None
         self._open_caps(self._require_writer())
         assert self._cap_act is not None
-        original = self.original_limits_w()
+        original = self._cap_original_w  # read once per opening, not from sysfs every tick
         want = self.zone_caps_w(np.asarray(domain_cap_w, dtype=np.float64))
         top_w = np.array([t.hi for t in self._cap_act.targets])
         limit = np.where(np.isfinite(want), np.minimum(np.floor(want), original), original)
@@ -539,6 +543,7 @@ class HardwareNode:
             if act is not None:
                 act.close()
         self._freq_act = self._cap_act = None
+        self.pstate[:] = -1  # after a restore the kernel's frequency runs: re-read at the next sample
         self.cap_w = np.full(self.n, np.inf)
         self._pstate_written_s = -np.inf
         self._written = False

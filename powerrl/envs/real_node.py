@@ -278,12 +278,7 @@ class RealNodeEnv(gym.Env[np.ndarray, np.ndarray]):
             self.covered_s = self.period_s
         else:
             self.covered_s = r.t_s - prev.t_s
-        if not self.apply:
-            # Nothing is written in a dry run: the applied P-state is the one the kernel runs now.
-            ok = np.isfinite(r.freq_mhz)
-            if ok.any():
-                node.pstate[ok] = self.layout.pstate_of_mhz(r.freq_mhz[ok])
-        return r
+        return r  # in a dry run nothing is written, so node.pstate follows the running frequency
 
     def _observe(self, node: HardwareNode, r: Reading) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """The observation inside the Box, the raw one (NaN = unmeasured) and the stale sensor names."""
@@ -344,8 +339,7 @@ class RealNodeEnv(gym.Env[np.ndarray, np.ndarray]):
             if failed:
                 raise HwError("could not restore the node's settings before a new episode: "
                               + "; ".join(f"{p}: {e}" for p, e in failed))
-            node.reopen()
-            node.pstate[:] = -1  # re-read from scaling_cur_freq at the next sample
+            node.reopen()  # forgets the written P-states: the next sample reads the running ones
         self.shield.reset()
         self.step_count = 0
         self._deadline = time.monotonic()
