@@ -63,6 +63,45 @@ UNRESTORABLE = ("<unsupported>",)
 JOURNAL_REL = "run/powerrl/restore-journal.json"
 
 
+def write_atomically(path: Path, text: str, mode: int = 0o644, sync: bool = True) -> None:
+    """Replace ``path`` with ``text`` so a reader or a crash sees the old or the new file, never a torn one.
+
+    Temp file beside it, (``sync``: fsync,) rename, (``sync``: fsync of the directory, so the rename
+    itself survives a crash).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, text.encode("utf-8"))
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    if sync:
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def powerrl_process_alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process that looks like Python/powerrl.
+
+    Pid files and journals outlive a killed process, and its pid may be recycled by an unrelated
+    one: the command line tells them apart (no procfs: assume not running).
+    """
+    if pid <= 0:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"python" in cmdline or b"powerrl" in cmdline
+
+
 def allowlisted_state(root: SysfsRoot, allowlist: Iterable[str] = DEFAULT_ALLOWLIST) -> dict[str, str]:
     """Text of every attribute under ``root`` that the allowlist lets powerrl write, by relative path.
 
@@ -143,31 +182,12 @@ class RestoreJournal:
             pid = int(json.loads(self.path.read_text(encoding="utf-8")).get("pid", 0))
         except (OSError, ValueError, TypeError, AttributeError):
             return None
-        if pid <= 0 or pid == os.getpid():
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return None  # not running (or no procfs: cannot tell, recover as before)
-        return pid if (b"python" in cmdline or b"powerrl" in cmdline) else None
+        return pid if pid != os.getpid() and powerrl_process_alive(pid) else None
 
     def save(self, entries: list[dict[str, str]]) -> None:
         """Atomically replace the journal with ``entries`` (temp file, fsync, rename, fsync dir)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + f".tmp{os.getpid()}")
-        data = json.dumps({"version": 1, "pid": os.getpid(), "entries": entries}, indent=1)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data.encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        dfd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        write_atomically(self.path, json.dumps({"version": 1, "pid": os.getpid(), "entries": entries}, indent=1),
+                         mode=0o600)
 
     def remove(self) -> None:
         """Delete the journal (all settings restored)."""

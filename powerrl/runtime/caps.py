@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from powerrl.errors import ConfigError
+from powerrl.hw.safety import write_atomically
 
 CAP_FILE = "cap.json"
 
@@ -78,13 +78,8 @@ def write_cap_file(state_dir: Path, cap_w: float | None, issued_s: float | None 
         raise ConfigError("lease_s", lease_s, "a positive number of seconds (or none: no expiry)")
     state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / CAP_FILE
-    tmp = path.with_suffix(".tmp")
     payload = {"cap_w": cap_w, "issued_s": time.time() if issued_s is None else issued_s, "lease_s": lease_s}
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(payload, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(payload))
     return path
 
 

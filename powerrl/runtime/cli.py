@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from powerrl.errors import ConfigError
+from powerrl.hw.safety import powerrl_process_alive
 from powerrl.hw.sysfs import SysfsRoot
 from powerrl.runtime.config import HostFile, load_host_file
 
@@ -121,16 +122,6 @@ def _state(args: argparse.Namespace) -> tuple[Path, HostFile | None]:
     return state_dir(_root(args, hf), rel), hf
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _status(args: argparse.Namespace) -> int:
     from powerrl.runtime.agent import STATUS_FILE
 
@@ -143,7 +134,7 @@ def _status(args: argparse.Namespace) -> int:
         st = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigError("status file", str(path), f"a JSON status written by powerrl agent run ({exc})") from None
-    running = bool(st.get("running")) and _alive(int(st.get("pid", 0)))
+    running = bool(st.get("running")) and powerrl_process_alive(int(st.get("pid", 0)))
     if args.json:
         print(json.dumps({**st, "running": running}, indent=1))
         return 0 if running else 3
@@ -187,8 +178,7 @@ def _cap(args: argparse.Namespace) -> int:
         try:
             pid = int(pid_path.read_text(encoding="ascii").strip())
             # A pid file left by a killed agent may name a recycled pid: SIGUSR1 would kill that process.
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if b"powerrl" in cmdline or b"python" in cmdline:
+            if powerrl_process_alive(pid):
                 os.kill(pid, signal.SIGUSR1)
                 woke = True
         except (ValueError, OSError):
