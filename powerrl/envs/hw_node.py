@@ -39,11 +39,11 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from gymnasium import spaces
 
 from powerrl._core.sampler import proc_stat_cpus
 from powerrl.control import ControlTarget
-from powerrl.envs.node_dvfs import DOMAIN_FIELDS, ENV_ID, GLOBAL_FIELDS
+from powerrl.envs.node_dvfs import DOMAIN_FIELDS, ENV_ID, GLOBAL_FIELDS, dvfs_spaces
+from powerrl.envs.target import readonly_copy
 from powerrl.errors import PowerrlError
 from powerrl.hw.actuator import ActuationReport, Actuator, Target, cpufreq_targets
 from powerrl.hw.cpufreq import KHZ_PER_MHZ, Cpufreq
@@ -53,7 +53,6 @@ from powerrl.hw.procstat import PROC_STAT
 from powerrl.hw.rapl import UW_PER_W, Rapl, RaplZone
 from powerrl.hw.safety import SafeWriter
 from powerrl.hw.sensors import COUNTER, GAUGE, Sampler, Sensor
-from powerrl.model import power as power_model
 from powerrl.model.profiles import get_profile
 from powerrl.shield.config import ShieldConfig
 from powerrl.shield.shield import Shield, Telemetry
@@ -149,18 +148,11 @@ def parse_proc_stat_cpus_py(text: str, n_cpus: int) -> tuple[np.ndarray, np.ndar
 def unit_model(layout: HostLayout) -> UnitModel:
     """The shield's power and thermal model of each domain.
 
-    The host profile's server split over the domains, with full-load power evaluated at the host's
-    P-state table (docs/model.md).
+    The host profile's server split over the domains, evaluated at the host's P-state table
+    (docs/model.md).
     """
-    prof = get_profile(layout.config.profile)
     n = len(layout.domains)
-    fr = layout.pstates_mhz / layout.pstates_mhz[-1]
-    vr = power_model.volt_ratio(fr)
-    full = power_model.node_power_w(1.0, fr, vr, 0.0, prof.idle_w, prof.busy_w, prof.shape_r, prof.static_share,
-                                    prof.wake_share)
-    return UnitModel(full_power_w=np.tile(np.asarray(full) / n, (n, 1)), max_power_w=np.full(n, prof.busy_w / n),
-                     r_die_c_per_w=np.full(n, prof.r_die_c_per_w * n),
-                     r_sink_c_per_w=np.full(n, prof.r_sink_c_per_w * n), tau_sink_s=np.full(n, prof.tau_sink_s))
+    return UnitModel.from_profile(get_profile(layout.config.profile), n, n, pstates_mhz=layout.pstates_mhz)
 
 
 def node_shield(layout: HostLayout, cfg: ShieldConfig, source: str | None = None) -> Shield:
@@ -179,25 +171,12 @@ def hardware_target(layout: HostLayout, period_s: float, shield_cfg: ShieldConfi
     prof = get_profile(layout.config.profile)
     model = unit_model(layout)
     n = len(layout.domains)
-
-    def ro(x: np.ndarray) -> np.ndarray:
-        out = np.array(x, dtype=np.float64)
-        out.setflags(write=False)
-        return out
-
     return ControlTarget(
         env_id=ENV_ID, dt_s=period_s, n_units=n, unit_fields=tuple(f[0] for f in DOMAIN_FIELDS),
-        global_fields=tuple(f[0] for f in GLOBAL_FIELDS), freqs_mhz=ro(layout.pstates_mhz),
-        idle_w=ro(np.full(n, prof.idle_w / n)), busy_w=ro(np.full(n, prof.busy_w / n)),
-        busy_w_at_pstate=ro(model.full_power_w),
+        global_fields=tuple(f[0] for f in GLOBAL_FIELDS), freqs_mhz=readonly_copy(layout.pstates_mhz),
+        idle_w=readonly_copy(np.full(n, prof.idle_w / n)), busy_w=readonly_copy(np.full(n, prof.busy_w / n)),
+        busy_w_at_pstate=readonly_copy(model.full_power_w),
         extras={"shield": shield_cfg, "sla_ms": layout.config.sla_ms, "service_ms": layout.config.service_ms})
-
-
-def observation_space(n_domains: int) -> spaces.Box:
-    """NodeDVFS-v0's observation space for ``n_domains`` domains."""
-    lo = np.array([f[2] for f in DOMAIN_FIELDS] * n_domains + [f[2] for f in GLOBAL_FIELDS], dtype=np.float32)
-    hi = np.array([f[3] for f in DOMAIN_FIELDS] * n_domains + [f[3] for f in GLOBAL_FIELDS], dtype=np.float32)
-    return spaces.Box(lo, hi, dtype=np.float32)
 
 
 class HardwareNode:
@@ -223,8 +202,7 @@ class HardwareNode:
         self.n = len(layout.domains)
         self.n_pstates = len(layout.pstates_mhz)
         self.f_max_mhz = float(layout.pstates_mhz[-1])
-        self.action_space = spaces.MultiDiscrete(np.full(self.n, self.n_pstates, dtype=np.int64))
-        self.observation_space = observation_space(self.n)
+        self.action_space, self.observation_space = dvfs_spaces(self.n, self.n_pstates)
         self.policy_domain = layout.policy_domain
         sampled = []
         for d in layout.domains:

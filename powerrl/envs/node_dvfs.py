@@ -171,11 +171,19 @@ class NodeDVFSCore(CoreClock):
         return info
 
 
-def _spaces(cfg: NodeDVFSConfig, n_pstates: int) -> tuple[spaces.MultiDiscrete, spaces.Box]:
-    lo = np.array([f[2] for f in DOMAIN_FIELDS] * cfg.n_domains + [f[2] for f in GLOBAL_FIELDS], dtype=np.float32)
-    hi = np.array([f[3] for f in DOMAIN_FIELDS] * cfg.n_domains + [f[3] for f in GLOBAL_FIELDS], dtype=np.float32)
-    return (spaces.MultiDiscrete(np.full(cfg.n_domains, n_pstates, dtype=np.int64)),
+def dvfs_spaces(n_domains: int, n_pstates: int) -> tuple[spaces.MultiDiscrete, spaces.Box]:
+    """NodeDVFS-v0's action and observation spaces for ``n_domains`` domains of ``n_pstates`` P-states.
+
+    The simulator and a real node (:mod:`powerrl.envs.hw_node`) share them, so a policy runs on both.
+    """
+    lo = np.array([f[2] for f in DOMAIN_FIELDS] * n_domains + [f[2] for f in GLOBAL_FIELDS], dtype=np.float32)
+    hi = np.array([f[3] for f in DOMAIN_FIELDS] * n_domains + [f[3] for f in GLOBAL_FIELDS], dtype=np.float32)
+    return (spaces.MultiDiscrete(np.full(n_domains, n_pstates, dtype=np.int64)),
             spaces.Box(lo, hi, dtype=np.float32))
+
+
+def _spaces(cfg: NodeDVFSConfig, n_pstates: int) -> tuple[spaces.MultiDiscrete, spaces.Box]:
+    return dvfs_spaces(cfg.n_domains, n_pstates)
 
 
 class NodeDVFSEnv(SingleCopyEnv):

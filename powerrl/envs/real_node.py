@@ -25,11 +25,10 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
 from powerrl.envs.config import RewardWeights
-from powerrl.envs.hw_node import HardwareNode, Reading, hardware_target, node_shield, observation_space
-from powerrl.envs.node_dvfs import DOMAIN_FIELDS
+from powerrl.envs.hw_node import HardwareNode, Reading, hardware_target, node_shield
+from powerrl.envs.node_dvfs import DOMAIN_FIELDS, dvfs_spaces
 from powerrl.errors import ConfigError
 from powerrl.hw.errors import HwError
 from powerrl.hw.host import HostConfig, HostLayout, bind_host, load_host_config
@@ -209,8 +208,7 @@ class RealNodeEnv(gym.Env[np.ndarray, np.ndarray]):
         self.n_pstates = len(self.layout.pstates_mhz)
         self.busy_power_w = float(np.sum(self.target.busy_w))
         self.steps_per_episode = max(1, int(round(episode_s / period_s)))
-        self.action_space = spaces.MultiDiscrete(np.full(self.n_domains, self.n_pstates, dtype=np.int64))
-        self.observation_space = observation_space(self.n_domains)
+        self.action_space, self.observation_space = dvfs_spaces(self.n_domains, self.n_pstates)
         self._lo = self.observation_space.low.copy()
         self._hi = self.observation_space.high.copy()
         # Opened at the first reset (nothing is journaled or written before an episode starts).

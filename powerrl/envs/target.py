@@ -31,7 +31,8 @@ def _core(env: Any) -> Any:
     return core
 
 
-def _readonly(x: np.ndarray) -> np.ndarray:
+def readonly_copy(x: np.ndarray) -> np.ndarray:
+    """A read-only copy (floats as float64) for a :class:`ControlTarget`: controllers cannot change the facts."""
     out = np.array(x, dtype=np.float64 if np.asarray(x).dtype.kind == "f" else np.asarray(x).dtype)
     out.setflags(write=False)
     return out
@@ -87,26 +88,26 @@ def control_target(env: Any, shield: Any = None) -> ControlTarget:
         # What every env's target states alike: the env, clock, layout, P-state table and shield.
         return {"env_id": env_id, "dt_s": cfg.dt_s, "n_units": n_units, "config": cfg,
                 "unit_fields": tuple(f[0] for f in unit_fields), "global_fields": tuple(f[0] for f in global_fields),
-                "freqs_mhz": _readonly(freqs)}
+                "freqs_mhz": readonly_copy(freqs)}
 
     if isinstance(core, node_dvfs.NodeDVFSCore):
         k = core.k
         return ControlTarget(
             **common(node_dvfs.ENV_ID, k, node_dvfs.DOMAIN_FIELDS, node_dvfs.GLOBAL_FIELDS),
-            idle_w=_readonly(a.idle_w[:k]), busy_w=_readonly(a.busy_w[:k]),
-            busy_w_at_pstate=_readonly(_busy_at_pstate(a, k)),
+            idle_w=readonly_copy(a.idle_w[:k]), busy_w=readonly_copy(a.busy_w[:k]),
+            busy_w_at_pstate=readonly_copy(_busy_at_pstate(a, k)),
             extras={"shield": shield_cfg, "sla_ms": float(a.sla_ms[0]), "service_ms": float(a.service_ms[0])})
     if isinstance(core, cluster_budget.ClusterBudgetCore):
         n = core.n
         return ControlTarget(
             **common(cluster_budget.ENV_ID, n, cluster_budget.NODE_FIELDS, cluster_budget.GLOBAL_FIELDS),
-            idle_w=_readonly(core.idle_w), busy_w=_readonly(core.busy_w),
-            busy_w_at_pstate=_readonly(_busy_at_pstate(a, n)), priority=_readonly(core.priority),
-            group=_readonly(core.pdu), group_limit_w=_readonly(core.pdu_limit_w),
-            base_frac=_readonly(np.asarray(shield_cfg.budget.base_frac, dtype=np.float64)),
-            extras={"shield": shield_cfg, "busy_total_w": core.busy_total_w, "rack": _readonly(core.rack),
-                    "priority_weight": _readonly(cluster_budget.PRIORITY_WEIGHT),
-                    "max_frac": _readonly(np.asarray(shield_cfg.budget.max_frac, dtype=np.float64))})
+            idle_w=readonly_copy(core.idle_w), busy_w=readonly_copy(core.busy_w),
+            busy_w_at_pstate=readonly_copy(_busy_at_pstate(a, n)), priority=readonly_copy(core.priority),
+            group=readonly_copy(core.pdu), group_limit_w=readonly_copy(core.pdu_limit_w),
+            base_frac=readonly_copy(np.asarray(shield_cfg.budget.base_frac, dtype=np.float64)),
+            extras={"shield": shield_cfg, "busy_total_w": core.busy_total_w, "rack": readonly_copy(core.rack),
+                    "priority_weight": readonly_copy(cluster_budget.PRIORITY_WEIGHT),
+                    "max_frac": readonly_copy(np.asarray(shield_cfg.budget.max_frac, dtype=np.float64))})
     if isinstance(core, datacenter.DatacenterCore):
         r = core.n_racks
         forecast, actual = carbon_forecasts(core)
@@ -115,7 +116,8 @@ def control_target(env: Any, shield: Any = None) -> ControlTarget:
         np.add.at(rack_busy_at, core.rack, _busy_at_pstate(a, core.n))
         return ControlTarget(
             **common(datacenter.ENV_ID, r, datacenter.RACK_FIELDS, datacenter.GLOBAL_FIELDS),
-            idle_w=_readonly(rack_idle), busy_w=_readonly(core.rack_busy_w), busy_w_at_pstate=_readonly(rack_busy_at),
+            idle_w=readonly_copy(rack_idle), busy_w=readonly_copy(core.rack_busy_w),
+            busy_w_at_pstate=readonly_copy(rack_busy_at),
             carbon_forecast=forecast, carbon_actual=actual,
             extras={"shield": shield_cfg, "nodes_per_rack": cfg.nodes_per_rack, "batch_capacity": core.batch_capacity,
                     "defer_bins": core.n_bins})

@@ -19,6 +19,7 @@ import numpy as np
 from powerrl._core._reference import shield_units_reference
 from powerrl._core.shield import ShieldUnitsKernel
 from powerrl._core.shield_buffers import ShieldBuffers
+from powerrl.model.power import volt_ratio
 from powerrl.model.profiles import ServerProfile
 from powerrl.shield.config import ShieldConfig
 from powerrl.shield.events import decode_unit_events
@@ -42,10 +43,19 @@ class UnitModel:
     tau_sink_s: np.ndarray
 
     @classmethod
-    def from_profile(cls, profile: ServerProfile, n_units: int, units_per_server: int = 1) -> UnitModel:
-        """Every unit a ``1/units_per_server`` share of ``profile``'s server (as the simulator splits it)."""
-        fr = np.asarray(profile.pstates_mhz, dtype=np.float64) / profile.pstates_mhz[-1]
-        vr = np.asarray(profile.volt_ratio, dtype=np.float64)
+    def from_profile(cls, profile: ServerProfile, n_units: int, units_per_server: int = 1,
+                     pstates_mhz: np.ndarray | None = None) -> UnitModel:
+        """Every unit a ``1/units_per_server`` share of ``profile``'s server (as the simulator splits it).
+
+        ``pstates_mhz``: another P-state table (a real node's) to evaluate the profile at, with the
+        simulator's V-f relation; default the profile's own table and voltages.
+        """
+        if pstates_mhz is None:
+            fr = np.asarray(profile.pstates_mhz, dtype=np.float64) / profile.pstates_mhz[-1]
+            vr = np.asarray(profile.volt_ratio, dtype=np.float64)
+        else:
+            fr = np.asarray(pstates_mhz, dtype=np.float64) / float(pstates_mhz[-1])
+            vr = np.asarray(volt_ratio(fr), dtype=np.float64)
         # Full load (u = 1) of a compute-bound workload (m = 0): the largest power share of docs/model.md.
         h = 1.0 - (1.0 - profile.static_share) * (1.0 - fr * vr * vr)
         w = profile.wake_share
