@@ -23,6 +23,7 @@ coordinator cap that is not refreshed decays to the guaranteed base (:mod:`power
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -155,6 +156,7 @@ class NodeAgent:
             recovery.close()
             self.writer = None
         self.metrics: Any = None
+        self.log_failures = 0  # log lines that could not be written (full disk, closed stream)
         self._policy: ControllerThread | None = None
         self._own_log = False
         try:
@@ -453,10 +455,8 @@ class NodeAgent:
                 if left <= 0:
                     break
                 if select.select([self._wake_r], [], [], left)[0]:
-                    try:
+                    with contextlib.suppress(BlockingIOError):  # drained already: nothing more to read
                         os.read(self._wake_r, 4096)
-                    except BlockingIOError:
-                        pass
                     if self._cap_signal:
                         self._cap_signal = False
                         self.cap_tick()
@@ -468,10 +468,9 @@ class NodeAgent:
 
     def _poke(self) -> None:
         """Wake the sleeping loop (async-signal-safe: one write to a non-blocking pipe)."""
-        try:
+        # A full pipe already holds a pending wake-up; a closed one means the agent has stopped.
+        with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
-        except (BlockingIOError, OSError):
-            pass  # full (a wake-up is pending anyway) or closed
 
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
@@ -545,7 +544,8 @@ class NodeAgent:
             self.log.write(json.dumps(obj, separators=(",", ":")) + "\n")
             self.log.flush()
         except (OSError, ValueError):
-            pass  # a full disk or closed log must not stop the control loop
+            # A full disk or a closed log must not stop the control loop; the loss is counted in the status.
+            self.log_failures += 1
 
     def summary(self) -> dict[str, Any]:
         """Counters and percentiles so far (the status file's body)."""
@@ -558,6 +558,7 @@ class NodeAgent:
             "controller": self.controller_name, "fallback": self.host.agent.fallback,
             "period_ms": self.period_s * 1e3, "started": self.started_wall, "updated": time.time(),
             "ticks": self.ticks, "missed_deadlines": self.missed, "fallbacks": dict(self.fallbacks),
+            "log_lines_lost": self.log_failures,
             "shield": self.counters.as_dict(),
             "tick_ms": {"p50": float(np.percentile(lat, 50)) * 1e3 if lat.size else None,
                         "p99": float(np.percentile(lat, 99)) * 1e3 if lat.size else None,

@@ -573,3 +573,13 @@ def test_inline_policy_mode_still_replaces_a_late_answer(tree: Path, kernel: Fak
     agent = make_agent("test-agent-slow", apply=True, hf=hf)
     recs = ticks(agent, kernel, 3)
     assert [r.source for r in recs[1:]] == ["fallback:controller_timeout"] * 2
+
+
+def test_a_log_that_cannot_be_written_is_counted_and_the_loop_goes_on(tree: Path, kernel: FakeKernel,
+                                                                      make_agent: Callable[..., NodeAgent]) -> None:
+    agent = make_agent("test-agent-fixed", apply=True)
+    ticks(agent, kernel, 1)
+    agent.log.close()  # as a full disk or a vanished stream would
+    recs = ticks(agent, kernel, agent.host.agent.log_every)  # reaches a logged tick
+    assert recs[-1].written and agent.log_failures >= 1
+    assert agent.summary()["log_lines_lost"] == agent.log_failures
