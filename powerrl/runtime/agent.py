@@ -527,10 +527,7 @@ class NodeAgent:
             with self._lock:
                 failed = self.writer.close()
         self.write_status(running=False)
-        try:
-            (self.state / PID_FILE).unlink()
-        except FileNotFoundError:
-            pass
+        (self.state / PID_FILE).unlink(missing_ok=True)
         self._emit({"event": "stop", "ticks": self.ticks, "restored": self.apply and not failed,
                     "restore_failures": failed})
         for sig, h in (handlers or {}).items():

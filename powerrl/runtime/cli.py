@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -175,14 +176,13 @@ def _cap(args: argparse.Namespace) -> int:
     pid_path = state / PID_FILE
     woke = False
     if pid_path.is_file():
-        try:
+        # An unreadable pid file or a process gone meanwhile: the agent takes the file at its next tick.
+        with contextlib.suppress(ValueError, OSError):
             pid = int(pid_path.read_text(encoding="ascii").strip())
             # A pid file left by a killed agent may name a recycled pid: SIGUSR1 would kill that process.
             if powerrl_process_alive(pid):
                 os.kill(pid, signal.SIGUSR1)
                 woke = True
-        except (ValueError, OSError):
-            pass
     what = "cleared" if args.clear else f"set to {args.set:g} W"
     print(f"node cap {what} ({path}); " + ("the agent applies it now" if woke else
                                            "no running agent: it applies at its next start"))
