@@ -20,7 +20,7 @@ $(PY):
 $(STAMP): $(PY) pyproject.toml setup.py
 	$(PIP) install --quiet "$(TORCH_SPEC)"
 	$(PIP) install --quiet "Cython>=3.0" "numpy>=1.26" "setuptools>=77" wheel
-	$(PIP) install --quiet --no-build-isolation -e ".[train,agent,dev]"
+	$(PIP) install --quiet --no-build-isolation -e ".[train,agent,coordinator,dev]"
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -29,6 +29,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "powerrl.agents.train": ("train",),
     "powerrl.agents.export": ("export",),
     "powerrl.runtime.cli": ("agent",),
+    "powerrl.runtime.coordinator_cli": ("coordinator",),
 }
 
 

@@ -24,6 +24,7 @@ CONFIG_KINDS: dict[str, str] = {
     "scenario": "powerrl.eval.scenario:load_scenario",
     "experiment": "powerrl.agents.config:load_experiment",
     "host": "powerrl.runtime.config:load_host_file",
+    "cluster": "powerrl.runtime.cluster:load_cluster",
 }
 
 

@@ -62,6 +62,16 @@ class CapShield:
         self.last_projection: Projection | None = None
         self.last_request_w = self.prev_caps_w.copy()
 
+    def set_topology(self, topology: PowerTopology) -> None:
+        """Replace the node ranges and group limits (same nodes), e.g. to pin silent nodes or cut a group.
+
+        The coordinator pins a node it cannot reach at the power it must assume (``base_w = max_w =
+        min_w``), and a cooling failure lowers a group's limit; the previous caps are kept.
+        """
+        if topology.n_nodes != self.n:
+            raise ValueError(f"topology of {topology.n_nodes} nodes for a shield of {self.n}")
+        self.topology = topology
+
     def reset(self) -> None:
         """Forget the previous caps, budgets and announcements (caps back at the maxima)."""
         self.prev_caps_w[:] = self.topology.max_w

@@ -1,0 +1,536 @@
+"""The cluster coordinator's core: member state, allocation rounds, emergencies, faults and the journal.
+
+No networking here (:mod:`powerrl.runtime.server` puts this behind HTTP), so every guarantee is
+testable with a fake clock. Each round (``round_s``, 1 s by default):
+
+1. every member is classified: *ok* (reported within :data:`SILENT_AFTER_ROUNDS` rounds),
+   *silent* (counted at its maximum: it may be uncapped or hold any cap it was sent) or *lost*
+   (silent for ``faults.node_timeout_s``: its cap has decayed to its guaranteed base by then, so it
+   is counted at ``min(cap it may hold, base)``). A member that never reported is counted at its
+   maximum. Silent and lost members are *pinned* at that power in the shield's topology;
+2. the allocator (:mod:`powerrl.runtime.allocator`) requests caps from the latest reports;
+3. the budget shield (:class:`powerrl.shield.caps.CapShield`) fits them into every power group,
+   the reserves and the budget in force -- lowest priority first, phasing announced grid cuts in
+   before their deadline and treating measured power above the budget as an emergency;
+4. **raise gating**: a member may hold its old cap until its next report shows the new one
+   arrived, so a raise is granted only as far as cuts in the same scopes have been acknowledged.
+   Per scope (each group, the non-Critical nodes, the facility), ``sum(max(hold, cap)) <= sum(safe
+   caps)`` holds, where ``hold`` bounds the cap a member may hold now. Whatever order caps arrive
+   in, the caps in force never sum above the shield's limits (except for one round after an
+   unannounced drop of the budget itself, which no allocator can undo faster than its members hear
+   about it);
+5. the round is written to the journal (temp file, fsync, rename) *before* any member is sent
+   its new cap, so a restarted coordinator knows every cap that may be in force.
+
+A member reports (``POST /v1/report``) once per round and gets its latest cap back; the cap holds
+``faults.lease_s`` at the member, then decays to the base over ``faults.decay_s`` (the agent's
+:class:`powerrl.runtime.caps.CapLease`), so members of a coordinator that went down drift to their
+bases and a budget that counted them there stays safe.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from powerrl.errors import ConfigError, PowerrlError
+from powerrl.hw.safety import write_atomically
+from powerrl.runtime.allocator import Allocator
+from powerrl.runtime.caps import CapLease
+from powerrl.runtime.cluster import ClusterSpec
+from powerrl.runtime.protocol import API_VERSION, CapGrant, EventAnswer, EventRequest, NodeReport
+from powerrl.shield.budget import GroupLevel, PowerTopology
+from powerrl.shield.caps import CapShield
+from powerrl.shield.config import resolve_shield_config
+
+#: A member with no report for this many rounds is silent. Members report once per round; 2.5
+#: rounds tolerate one lost report plus scheduling jitter before the member is counted at its max.
+SILENT_AFTER_ROUNDS = 2.5
+#: Journal format version (``"version"`` key); a journal of another version is ignored with a warning.
+JOURNAL_VERSION = 1
+#: Round latencies kept for the status percentiles.
+LATENCY_WINDOW = 1000
+
+
+class UnknownNode(PowerrlError):
+    """A report names a node that is not in the cluster file."""
+
+
+class EventError(PowerrlError):
+    """An event request that cannot be applied (missing percent, unknown group or event id)."""
+
+
+@dataclass
+class Event:
+    """An emergency in force: ``fraction`` of the budget (grid_cut) or of a group's limit taken away."""
+
+    id: int
+    kind: str
+    fraction: float
+    group: str | None
+    start_wall_s: float
+    deadline_wall_s: float
+    end_wall_s: float | None
+
+    def in_force(self, wall_s: float) -> bool:
+        """Whether the event's cut is fully in force at ``wall_s``."""
+        return wall_s >= self.deadline_wall_s
+
+
+def _num(x: float) -> float | None:
+    """JSON has no inf/NaN: those become null."""
+    return float(x) if math.isfinite(x) else None
+
+
+def _unnum(x: Any, default: float) -> float:
+    return default if x is None else float(x)
+
+
+class Coordinator:
+    """One coordinator of a cluster (or of one rack, under a parent).
+
+    Args:
+        spec: the validated cluster file.
+        journal: journal path (None: the cluster file's, relative paths under the current directory);
+            ``False`` disables the journal (tests, dry runs).
+        clock: monotonic seconds (liveness, round timing).
+        wall: epoch seconds (journal, events, time of day).
+        log: receives one dict per log event (round summaries, emergencies, rejections).
+    """
+
+    def __init__(self, spec: ClusterSpec, *, journal: Path | str | bool | None = None,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                 log: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.spec = spec
+        cfg = self.cfg = spec.config
+        self.clock, self.wall = clock, wall
+        self.log = log or (lambda _obj: None)
+        shield_cfg = resolve_shield_config(cfg.shield).for_period(cfg.round_s)
+        self.shield_cfg = shield_cfg
+        self.shield = CapShield(shield_cfg, spec.idle_w, spec.busy_w, spec.priority, spec.levels)
+        self.nominal = self.shield.topology
+        self.allocator = Allocator(spec, shield_cfg, cfg.allocator)
+        n = self.n = spec.n
+        self.index = spec.index()
+        self.base_w = np.array(self.nominal.base_w)
+        self.max_w = np.array(self.nominal.max_w)
+        #: Most a member can draw: its busy power (an uncapped node), at least its max cap.
+        self.node_max_w = np.maximum(spec.busy_w, self.max_w)
+        self.last_report_s = np.full(n, -math.inf)
+        self.boot_id = [""] * n
+        self.seq = np.full(n, -1, dtype=np.int64)
+        self.power_w = np.zeros(n)
+        self.load = np.zeros(n)
+        self.util = np.zeros(n)
+        self.temp_c = np.full(n, np.nan)
+        self.held_w = np.full(n, math.inf)  # cap the member said it holds (inf: none)
+        self.held_round = np.full(n, -1, dtype=np.int64)
+        self.sent_w = np.full(n, math.nan)  # cap in the last answer (NaN: none yet)
+        self.hold_w = np.full(n, math.inf)  # most the member may hold now (inf: uncapped)
+        self.issued_w = np.full(n, math.nan)  # latest decision (NaN: none yet)
+        self.counted_w = self.node_max_w.copy()  # what the last round counted each member at
+        self.state = np.ones(n, dtype=np.int8)  # 0 ok, 1 silent, 2 lost (last round; silent before one)
+        self.round = 0
+        self.events: dict[int, Event] = {}
+        self.next_event_id = 1
+        self._events_version = 0
+        self._topo_key: tuple[bytes, bytes, int] | None = None
+        self.round_ms: list[float] = []
+        self.shield_events: dict[str, int] = {}
+        self.last_summary: dict[str, Any] = {}
+        self.rejected = 0
+        self.parent_lease: CapLease | None = None
+        self.parent_round = -1
+        if cfg.parent is not None:
+            self.parent_lease = CapLease(base_w=0.0, lease_s=cfg.faults.lease_s, decay_s=cfg.faults.decay_s)
+        self.journal_path: Path | None
+        if journal is False:
+            self.journal_path = None
+        elif journal is None or journal is True:
+            self.journal_path = Path(cfg.journal)
+        else:
+            self.journal_path = Path(journal)
+        self._scopes = self._gating_scopes()
+        self.recovered = self._load_journal() if self.journal_path is not None else False
+
+    # -- members -----------------------------------------------------------------------------------
+    def report(self, rep: NodeReport) -> CapGrant:
+        """Take one member's report; its cap for now.
+
+        Raises:
+            UnknownNode: the name is not in the cluster file (nothing changes).
+        """
+        i = self.index.get(rep.node)
+        if i is None:
+            self.rejected += 1
+            raise UnknownNode(f"node {rep.node!r} is not in cluster {self.cfg.name!r}: add it to the cluster file's "
+                              "nodes: and restart the coordinator, or fix the agent's coordinator.node")
+        now = self.clock()
+        held = math.inf if rep.cap_w is None else float(rep.cap_w)
+        fresh = rep.boot_id != self.boot_id[i] or rep.seq > self.seq[i]
+        if fresh:
+            self.boot_id[i] = rep.boot_id
+            self.seq[i] = rep.seq
+            self.last_report_s[i] = now
+            self.power_w[i] = rep.power_w
+            self.load[i] = rep.load
+            self.util[i] = min(rep.load, 1.0) if rep.util is None else rep.util
+            self.temp_c[i] = math.nan if rep.temp_c is None else rep.temp_c
+            self.held_w[i] = held
+            self.held_round[i] = rep.cap_round
+        sent = float(self.issued_w[i])
+        if math.isnan(sent):
+            # No decision yet (a cold start): keep what it holds, or its max cap if it holds none
+            # (a cut: an uncapped node can draw its busy power). Never a raise before a round.
+            sent = held if math.isfinite(held) else float(self.max_w[i])
+        self.sent_w[i] = sent
+        # Until its next report the member holds what it reported or what it is sent now.
+        self.hold_w[i] = max(held if fresh else self.hold_w[i], sent)
+        return CapGrant(node=rep.node, round=self.round, cap_w=sent, base_w=float(self.base_w[i]),
+                        lease_s=self.cfg.faults.lease_s, decay_s=self.cfg.faults.decay_s,
+                        report_every_s=self.cfg.round_s, emergencies=self.emergencies())
+
+    def emergencies(self) -> tuple[str, ...]:
+        """Kinds of the events in force or being phased in."""
+        return tuple(sorted({e.kind for e in self.events.values()}))
+
+    # -- the round ---------------------------------------------------------------------------------
+    def classify(self, now_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(state [n] int8: 0 ok, 1 silent, 2 lost; counted_w [n])`` at monotonic time ``now_s``."""
+        age = now_s - self.last_report_s
+        ok = age <= SILENT_AFTER_ROUNDS * self.cfg.round_s
+        hold = np.where(np.isfinite(self.hold_w), np.minimum(self.hold_w, self.node_max_w), self.node_max_w)
+        # Lost: silent past the timeout and known to hold a cap (which decayed to the base by now).
+        lost = ~ok & (age > self.cfg.faults.node_timeout_s) & np.isfinite(self.hold_w)
+        state = np.where(ok, 0, np.where(lost, 2, 1)).astype(np.int8)
+        counted = np.where(ok, hold, np.where(lost, np.minimum(hold, self.base_w), self.node_max_w))
+        return state, counted
+
+    def budget_w(self, wall_s: float) -> tuple[float, float | None, float]:
+        """``(budget in force, announced budget or None, its deadline)`` in W and epoch s.
+
+        The cluster's budget, lowered to the parent's cap (when under a parent), by every grid cut
+        past its deadline and by facility-wide cooling failures; the announced budget also takes the
+        grid cuts still ahead, whose earliest deadline is returned.
+        """
+        budget = float(self.cfg.budget_w)
+        if self.parent_lease is not None and math.isfinite(self.parent_lease.cap_w):
+            budget = min(budget, self.parent_lease.value(wall_s))
+        announced, deadline = budget, math.inf
+        for ev in self.events.values():
+            if ev.kind == "cooling_failure" and ev.group is not None:
+                continue
+            keep = 1.0 - ev.fraction
+            announced *= keep
+            if ev.in_force(wall_s):
+                budget *= keep
+            else:
+                deadline = min(deadline, ev.deadline_wall_s)
+        return budget, (announced if announced < budget else None), deadline
+
+    def run_round(self, reason: str = "timer") -> dict[str, Any]:
+        """Decide every member's cap; returns the round summary (also logged)."""
+        t0 = time.perf_counter()
+        now, wall = self.clock(), self.wall()
+        self._expire_events(wall)
+        state, counted = self.classify(now)
+        pinned = state != 0
+        self._set_topology(pinned, counted)
+        budget, announced, deadline = self.budget_w(wall)
+        measured = np.where(pinned, counted, self.power_w)
+        hold = counted  # for ok members: the cap they may hold; else what they are counted at
+        obs = self.allocator.observe(np.where(pinned, 1.0, self.load), measured, self.temp_c, hold,
+                                     np.where(pinned, 1.0, self.util), announced or budget, wall % 86400.0)
+        request = self.allocator.request_w(obs)
+        self.shield.prev_caps_w[:] = hold
+        cooling = any(e.kind == "cooling_failure" for e in self.events.values())
+        safe, events = self.shield.filter(request, measured, budget, time_s=wall, announced_budget_w=announced,
+                                          deadline_s=deadline, emergency=cooling)
+        caps = self.gate(safe, hold)
+        self.round += 1
+        self.issued_w[:] = caps
+        self.counted_w[:] = counted
+        self.state[:] = state
+        self._write_journal(wall)
+        ms = (time.perf_counter() - t0) * 1e3
+        self.round_ms.append(ms)
+        if len(self.round_ms) > LATENCY_WINDOW:
+            del self.round_ms[: len(self.round_ms) - LATENCY_WINDOW]
+        for k, v in events.items():
+            self.shield_events[k] = self.shield_events.get(k, 0) + v
+        summary = {"event": "round", "round": self.round, "reason": reason, "ms": round(ms, 3),
+                   "budget_w": round(budget, 1), "announced_w": None if announced is None else round(announced, 1),
+                   "caps_w": round(float(caps.sum()), 1), "hold_w": round(float(np.maximum(hold, caps).sum()), 1),
+                   "measured_w": round(float(measured.sum()), 1), "ok": int((state == 0).sum()),
+                   "silent": int((state == 1).sum()), "lost": int((state == 2).sum()),
+                   "gated": int((caps < safe - 1e-9).sum()), "shield": events, "emergencies": list(self.emergencies())}
+        self.last_summary = summary
+        if events or reason != "timer" or self.round % 10 == 1 or summary["silent"] or summary["lost"]:
+            self.log(summary)
+        return summary
+
+    def gate(self, safe_w: np.ndarray, hold_w: np.ndarray) -> np.ndarray:
+        """Caps to send: cuts at once, raises only as far as every scope's ``sum(max(hold, cap))`` fits.
+
+        Per scope ``S`` (each group of each level, the non-Critical nodes, the facility), raises are
+        scaled by ``clip(sum_S(safe - hold) / sum_S(raises), 0, 1)``; a member takes the smallest
+        factor of its scopes. Then ``sum_S max(hold, cap) <= sum_S safe`` for every scope, and the
+        shield already made ``sum_S safe`` fit the scope's limit.
+        """
+        delta = safe_w - hold_w
+        up = np.where(delta > 0, delta, 0.0)
+        if not up.any():
+            return safe_w.copy()
+        factor = np.ones(self.n)
+        for group, n_groups, skip in self._scopes:
+            net = np.bincount(group, weights=delta, minlength=n_groups)
+            raise_w = np.bincount(group, weights=up, minlength=n_groups)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                f = np.where(raise_w > 0, np.clip(net / raise_w, 0.0, 1.0), 1.0)
+            if skip is not None:
+                f[skip] = 1.0
+            factor = np.minimum(factor, f[group])
+        return np.where(delta > 0, hold_w + factor * up, safe_w)
+
+    def _gating_scopes(self) -> list[tuple[np.ndarray, int, int | None]]:
+        scopes: list[tuple[np.ndarray, int, int | None]] = [(lv.group_of_node, lv.n_groups, None)
+                                                            for lv in self.spec.levels]
+        # Non-Critical scope (group 0); the Critical group (1) has no limit of its own.
+        scopes.append((np.where(self.spec.priority >= 1, 0, 1).astype(np.int64), 2, 1))
+        scopes.append((np.zeros(self.n, dtype=np.int64), 1, None))
+        return scopes
+
+    def _set_topology(self, pinned: np.ndarray, counted: np.ndarray) -> None:
+        """Pin unreachable members at their counted power and apply cooling-failure group cuts."""
+        key = (pinned.tobytes(), counted[pinned].tobytes(), self._events_version)
+        if key == self._topo_key:
+            return
+        nom = self.nominal
+        base, mx = np.array(nom.base_w), np.array(nom.max_w)
+        mn = np.array(nom.min_w) if nom.min_w is not None else np.zeros(self.n)
+        base[pinned] = mx[pinned] = mn[pinned] = counted[pinned]
+        levels = []
+        for k, lv in enumerate(nom.levels):
+            limit = np.array(lv.limit_w)
+            for ev in self.events.values():
+                if ev.kind != "cooling_failure" or ev.group is None:
+                    continue
+                names = self.spec.group_names[k]
+                if ev.group in names:
+                    g = names.index(ev.group)
+                    basis = limit[g] if math.isfinite(limit[g]) else float(
+                        self.node_max_w[lv.group_of_node == g].sum())
+                    limit[g] = basis * (1.0 - ev.fraction)
+            levels.append(GroupLevel(lv.name, lv.group_of_node, limit))
+        self.shield.set_topology(PowerTopology(nom.priority, base, mx, tuple(levels), nom.emergency_cut, mn))
+        self._topo_key = key
+
+    # -- emergencies -------------------------------------------------------------------------------
+    def declare(self, req: EventRequest) -> EventAnswer:
+        """Apply an event and run a round at once, so the new caps go out with the next reports.
+
+        Raises:
+            EventError: a grid cut without ``percent`` or with a group, an unknown group, or a
+                ``clear`` of an unknown event (nothing changes).
+        """
+        wall = self.wall()
+        if req.kind == "clear":
+            if req.id is not None and req.id not in self.events:
+                raise EventError(f"no event {req.id} in force (events: {sorted(self.events) or 'none'}): "
+                                 "run powerrl coordinator status to list them")
+            gone = [req.id] if req.id is not None else list(self.events)
+            for k in gone:
+                self.log({"event": "event_cleared", "id": k, "kind": self.events[k].kind})
+                del self.events[k]
+            self._events_version += 1
+            summary = self.run_round(reason="clear")
+            return EventAnswer(id=req.id or 0, kind="clear", budget_w=summary["budget_w"], deadline_s=0.0,
+                               affected_nodes=self.n, round=self.round)
+        affected = np.ones(self.n, dtype=bool)
+        if req.kind == "grid_cut":
+            if req.percent is None:
+                raise EventError("a grid_cut needs percent (share of the budget to shed, e.g. --percent 20)")
+            if req.group is not None:
+                raise EventError("a grid_cut lowers the facility budget: leave out group "
+                                 "(a cooling_failure is per group)")
+            fraction, deadline = req.percent / 100.0, wall + req.within_s
+        else:
+            fraction = (req.percent / 100.0) if req.percent is not None else self.cfg.cooling_failure_cut
+            deadline = wall
+            if req.group is not None:
+                try:
+                    affected = self.spec.groups_of(req.group)
+                except ConfigError as exc:
+                    raise EventError(str(exc)) from None
+        ev = Event(self.next_event_id, req.kind, fraction, req.group, wall, deadline,
+                   None if req.duration_s is None else deadline + req.duration_s)
+        self.next_event_id += 1
+        self.events[ev.id] = ev
+        self._events_version += 1
+        self.log({"event": "emergency", **asdict(ev)})
+        self.run_round(reason=req.kind)
+        budget, announced, _ = self.budget_w(wall)
+        return EventAnswer(id=ev.id, kind=ev.kind, budget_w=announced if announced is not None else budget,
+                           deadline_s=max(0.0, deadline - wall), affected_nodes=int(affected.sum()), round=self.round)
+
+    def _expire_events(self, wall_s: float) -> None:
+        gone = [k for k, e in self.events.items() if e.end_wall_s is not None and wall_s >= e.end_wall_s]
+        for k in gone:
+            self.log({"event": "event_ended", "id": k, "kind": self.events[k].kind})
+            del self.events[k]
+        if gone:
+            self._events_version += 1
+
+    # -- hierarchy ---------------------------------------------------------------------------------
+    def apply_parent_grant(self, grant: CapGrant) -> bool:
+        """Take the parent's cap for this whole coordinator as its budget; True when it went down."""
+        lease = self.parent_lease
+        if lease is None:
+            raise EventError("this coordinator has no parent: section in its cluster file")
+        wall = self.wall()
+        before = self.budget_w(wall)[0]
+        lease.base_w, lease.lease_s, lease.decay_s = grant.base_w, grant.lease_s, grant.decay_s
+        lease.set(grant.cap_w, wall, grant.lease_s)
+        self.parent_round = grant.round
+        return self.budget_w(wall)[0] < before - 1e-9
+
+    def member_report(self, seq: int, boot_id: str) -> NodeReport:
+        """The report of this coordinator as one member of its parent: summed power and demand, the cap it holds.
+
+        The cap it holds is the larger of the parent's cap in force and what its own members may
+        hold: while a cut travels down, the subtree may still draw the old caps.
+        """
+        assert self.cfg.parent is not None
+        wall = self.wall()
+        busy = self.spec.busy_w
+        counted = self.counted_w
+        held = float(np.maximum(counted, np.nan_to_num(self.issued_w, nan=0.0)).sum())
+        lease = self.parent_lease
+        if lease is not None and math.isfinite(lease.cap_w):
+            held = max(held, lease.value(wall))
+        temps = self.temp_c[np.isfinite(self.temp_c)]
+        power = float(np.where(self.state == 0, self.power_w, counted).sum())
+        return NodeReport(node=self.cfg.parent.name, boot_id=boot_id, seq=seq, power_w=min(power, 1e9),
+                          load=float(min(16.0, (self.load * busy).sum() / busy.sum())),
+                          util=float(min(1.0, (self.util * busy).sum() / busy.sum())),
+                          temp_c=float(min(200.0, temps.max())) if temps.size else None,
+                          cap_w=min(held, 1e9), cap_round=self.parent_round)
+
+    # -- journal -----------------------------------------------------------------------------------
+    def _write_journal(self, wall_s: float) -> None:
+        if self.journal_path is None:
+            return
+        now = self.clock()
+        nodes = {}
+        for i, name in enumerate(self.spec.names):
+            last = self.last_report_s[i]
+            nodes[name] = [_num(self.held_w[i]), _num(self.sent_w[i]), _num(self.hold_w[i]), _num(self.issued_w[i]),
+                           _num(wall_s - (now - last)) if math.isfinite(last) else None, int(self.seq[i]),
+                           self.boot_id[i]]
+        lease = self.parent_lease
+        doc = {"version": JOURNAL_VERSION, "api": API_VERSION, "name": self.cfg.name, "round": self.round,
+               "wall_s": wall_s, "next_event_id": self.next_event_id,
+               "events": [asdict(e) for e in self.events.values()],
+               "parent": None if lease is None or not math.isfinite(lease.cap_w) else {
+                   "cap_w": lease.cap_w, "issued_s": lease.issued_s, "lease_s": lease.cap_lease_s,
+                   "decay_s": lease.decay_s, "base_w": lease.base_w, "round": self.parent_round},
+               "nodes_fields": ["held_w", "sent_w", "hold_w", "issued_w", "last_report_wall_s", "seq", "boot_id"],
+               "nodes": nodes}
+        write_atomically(self.journal_path, json.dumps(doc, separators=(",", ":")))
+
+    def _load_journal(self) -> bool:
+        """Restore caps, member contact times and events; False when there is no usable journal."""
+        path = self.journal_path
+        assert path is not None
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return False
+        except (OSError, UnicodeError, json.JSONDecodeError) as exc:
+            self.log({"event": "journal_unreadable", "path": str(path), "error": str(exc),
+                      "action": "cold start: every member counted at its maximum until it reports"})
+            return False
+        try:
+            if doc.get("version") != JOURNAL_VERSION or doc.get("name") != self.cfg.name:
+                raise ValueError(f"version {doc.get('version')} / name {doc.get('name')!r}")
+            now, wall = self.clock(), self.wall()
+            for name, row in doc["nodes"].items():
+                i = self.index.get(name)
+                if i is None:
+                    continue  # removed from the cluster file since
+                held, sent, hold, issued, last_wall, seq, boot = row
+                self.held_w[i] = _unnum(held, math.inf)
+                self.sent_w[i] = _unnum(sent, math.nan)
+                self.hold_w[i] = _unnum(hold, math.inf)
+                self.issued_w[i] = _unnum(issued, math.nan)
+                self.last_report_s[i] = -math.inf if last_wall is None else now - (wall - float(last_wall))
+                self.seq[i] = int(seq)
+                self.boot_id[i] = str(boot)
+            self.round = int(doc["round"])
+            self.next_event_id = int(doc["next_event_id"])
+            self.events = {int(e["id"]): Event(**e) for e in doc["events"]}
+            parent = doc.get("parent")
+            if parent and self.parent_lease is not None:
+                lease = self.parent_lease
+                lease.base_w, lease.decay_s = float(parent["base_w"]), float(parent["decay_s"])
+                lease.set(float(parent["cap_w"]), float(parent["issued_s"]), float(parent["lease_s"]))
+                self.parent_round = int(parent["round"])
+        except (KeyError, TypeError, ValueError) as exc:
+            self.log({"event": "journal_unreadable", "path": str(path), "error": f"{type(exc).__name__}: {exc}",
+                      "action": "cold start: every member counted at its maximum until it reports"})
+            self.__init_state()
+            return False
+        self._events_version += 1
+        self.log({"event": "journal_recovered", "path": str(path), "round": self.round,
+                  "events": len(self.events), "age_s": round(self.wall() - float(doc["wall_s"]), 3)})
+        return True
+
+    def __init_state(self) -> None:
+        n = self.n
+        self.last_report_s[:] = -math.inf
+        self.held_w[:] = math.inf
+        self.sent_w[:] = math.nan
+        self.hold_w[:] = math.inf
+        self.issued_w[:] = math.nan
+        self.seq[:] = -1
+        self.boot_id = [""] * n
+        self.events = {}
+
+    # -- status ------------------------------------------------------------------------------------
+    def status(self, nodes: bool = False) -> dict[str, Any]:
+        """What ``powerrl coordinator status`` prints (and ``GET /v1/status`` returns)."""
+        wall = self.wall()
+        budget, announced, deadline = self.budget_w(wall)
+        ms = np.array(self.round_ms) if self.round_ms else np.zeros(1)
+        out: dict[str, Any] = {
+            "api": API_VERSION, "name": self.cfg.name, "round": self.round, "round_s": self.cfg.round_s,
+            "allocator": self.cfg.allocator, "budget_w": budget, "announced_budget_w": announced,
+            "deadline_in_s": None if not math.isfinite(deadline) else round(deadline - wall, 3),
+            "nodes": self.n, "ok": int((self.state == 0).sum()), "silent": int((self.state == 1).sum()),
+            "lost": int((self.state == 2).sum()), "never_reported": int(np.isinf(self.last_report_s).sum()),
+            "caps_w": float(np.nan_to_num(self.issued_w).sum()), "counted_w": float(self.counted_w.sum()),
+            "measured_w": float(self.power_w[self.state == 0].sum()),
+            "round_ms_p50": float(np.percentile(ms, 50)), "round_ms_p99": float(np.percentile(ms, 99)),
+            "shield_events": dict(self.shield_events), "rejected": self.rejected, "recovered": self.recovered,
+            "events": [asdict(e) for e in self.events.values()],
+            "parent": None if self.parent_lease is None else {
+                "cap_w": _num(self.parent_lease.cap_w), "in_force_w": _num(self.parent_lease.value(wall)),
+                "stale": self.parent_lease.stale(wall)},
+        }
+        if nodes:
+            now = self.clock()
+            out["members"] = {
+                name: {"state": ("ok", "silent", "lost")[int(self.state[i])], "priority": int(self.spec.priority[i]),
+                       "cap_w": _num(self.issued_w[i]), "hold_w": _num(self.hold_w[i]),
+                       "power_w": float(self.power_w[i]), "counted_w": float(self.counted_w[i]),
+                       "base_w": float(self.base_w[i]), "max_w": float(self.max_w[i]),
+                       "age_s": _num(now - self.last_report_s[i])}
+                for i, name in enumerate(self.spec.names)}
+        return out
