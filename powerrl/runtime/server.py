@@ -29,6 +29,7 @@ import json
 import math
 import os
 import secrets
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -378,7 +379,7 @@ def serve(spec: ClusterSpec, *, host: str | None = None, port: int | None = None
     config = uvicorn.Config(app, host=host, port=port, loop=loop, http=http, log_level="warning", access_log=False,
                             timeout_keep_alive=max(5, int(3 * cfg.round_s)), server_header=False,
                             lifespan="on")
-    server = uvicorn.Server(config)
+    server = _server_class()(config)
     log({"event": "coordinator_start", "name": cfg.name, "listen": f"{host}:{port}", "nodes": spec.n,
          "budget_w": cfg.budget_w, "round_s": cfg.round_s, "allocator": cfg.allocator, "auth": token is not None,
          "journal": str(coord.journal_path), "recovered": coord.recovered, "pid": os.getpid()})
@@ -388,6 +389,35 @@ def serve(spec: ClusterSpec, *, host: str | None = None, port: int | None = None
         log({"event": "coordinator_stop", "round": coord.round})
         log.close()
     return 0 if server.started else 1
+
+
+def _server_class() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, stopping on SIGTERM/SIGINT/SIGHUP with exit status 0.
+
+        uvicorn re-raises the signal after a graceful shutdown (so the process dies of it); a
+        coordinator that shut down cleanly -- journal written, connections closed -- exits 0 like
+        the node agent, so that systemd and the tests can tell a clean stop from a crash.
+        """
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Any:
+            def on_signal(signum: int, frame: Any) -> None:
+                if self.should_exit and signum == signal.SIGINT:
+                    self.force_exit = True
+                self.should_exit = True
+
+            handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+            previous = {sig: signal.signal(sig, on_signal) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server
 
 
 def _has(module: str) -> bool:
