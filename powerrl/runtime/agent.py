@@ -19,6 +19,13 @@ after a SIGKILL the next start restores the journal before anything else (:class
 a watchdog thread restores the kernel's own settings when no tick completes for ``hang_s``; a
 coordinator cap that is not refreshed decays to the guaranteed base (:mod:`powerrl.runtime.caps`);
 ``SIGUSR1`` makes the agent read a new cap at once (the budget-event path).
+
+Two node caps can be held, each a :class:`~powerrl.runtime.caps.CapLease`, and the lower one is in
+force: the operator's (``cap.json``, ``powerrl agent cap``) in :attr:`NodeAgent.caps`, and the cluster
+coordinator's in :attr:`NodeAgent.coord_caps`. With ``agent.coordinator.url`` set, a
+:class:`~powerrl.runtime.reporter.CoordinatorReporter` thread reports the node's power every round
+and hands each grant to the loop through the same wake-up as ``SIGUSR1``, so a cut is written between
+periods, at once; a silent coordinator leaves the grant's lease to run out and decay to its base.
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ from powerrl.hw.host import HostLayout, bind_host
 from powerrl.hw.safety import SafeWriter, write_atomically
 from powerrl.hw.sysfs import SysfsRoot
 from powerrl.runtime.caps import CAP_FILE, CapLease, read_cap_file
-from powerrl.runtime.config import HostFile
+from powerrl.runtime.config import HostFile, check_coordinator_url, coordinator_token
 from powerrl.runtime.policy_thread import ControllerThread
 from powerrl.shield.config import ShieldConfig, resolve_shield_config
 from powerrl.shield.events import ShieldCounters
@@ -133,10 +140,13 @@ class NodeAgent:
         period_s: control period (default ``agent.period_ms``).
         log: where JSON lines go (default ``agent.log`` or standard output).
         metrics_port: override ``agent.metrics.port`` (0 = off).
+        coordinator_url: override ``agent.coordinator.url`` (``powerrl agent run --coordinator``).
+        coordinator_transport: an httpx transport for the coordinator reporter (tests: ``httpx.MockTransport``).
     """
 
     def __init__(self, host: HostFile, controller: str, *, apply: bool = False, root: str | None = None,
-                 period_s: float | None = None, log: IO[str] | None = None, metrics_port: int | None = None) -> None:
+                 period_s: float | None = None, log: IO[str] | None = None, metrics_port: int | None = None,
+                 coordinator_url: str | None = None, coordinator_transport: Any = None) -> None:
         self.host = host
         cfg = host.agent
         self.apply = apply
@@ -156,11 +166,13 @@ class NodeAgent:
             recovery.close()
             self.writer = None
         self.metrics: Any = None
+        self.reporter: Any = None  # a CoordinatorReporter when a coordinator URL is set
         self.log_failures = 0  # log lines that could not be written (full disk, closed stream)
         self._policy: ControllerThread | None = None
         self._own_log = False
         try:
             self._build(hcfg, controller, log, metrics_port)
+            self._build_reporter(hcfg, coordinator_url, coordinator_transport)
         except BaseException:
             # Whatever was opened or written so far (governors switched by prepare(), a metrics
             # port) is released and restored: a failed start leaves the node as it found it.
@@ -186,7 +198,12 @@ class NodeAgent:
         base_frac = self.shield_cfg.budget.base_frac[hcfg.priority]
         idle, busy = float(np.sum(self.target.idle_w)), float(np.sum(self.target.busy_w))
         self.base_w = idle + base_frac * (busy - idle)
-        self.caps = CapLease(self.base_w, cfg.caps.lease_s, cfg.caps.decay_s)
+        self.caps = CapLease(self.base_w, cfg.caps.lease_s, cfg.caps.decay_s)  # the operator's (cap.json)
+        # The coordinator's: base, lease and decay come with each grant (these hold until the first).
+        self.coord_caps = CapLease(self.base_w, cfg.caps.lease_s, cfg.caps.decay_s)
+        self.coord_round = -1
+        self._coord_errors_seen = 0  # reporter errors already added to the metrics counter
+        self._grant_seen: tuple[float, float, tuple[str, ...]] | None = None  # last logged (cap, base, emergencies)
         self._cap_file = self.state / CAP_FILE
         self._cap_stamp: tuple[int, int, int] | None = None
         self.counters = ShieldCounters()
@@ -207,6 +224,7 @@ class NodeAgent:
         os.set_blocking(self._wake_w, False)
         self._cap_signal = False
         self._lock = threading.Lock()  # between ticks' writes and the hang watchdog's restore
+        self._log_lock = threading.Lock()  # log lines come from the loop, the hang watchdog and the reporter
         self._restored_by_watchdog = False
         self._signal: str | None = None
         self._last_tick_done = time.monotonic()
@@ -229,8 +247,38 @@ class NodeAgent:
             # thermal or budget event does not pay for it (milliseconds) in its tick.
             self.node.prepare()
 
+    def _build_reporter(self, hcfg: Any, url: str | None, transport: Any) -> None:
+        ccfg = self.host.agent.coordinator
+        if url is not None:
+            url = check_coordinator_url(url, "--coordinator")
+        url = url or ccfg.url
+        if not url:
+            return
+        token = coordinator_token(ccfg, url, self.host.path)  # read once: a rotated token needs a restart
+        try:
+            from powerrl.runtime.reporter import CoordinatorReporter
+        except ModuleNotFoundError as exc:
+            raise ConfigError("agent.coordinator.url", url, f"no coordinator, or {exc.name} installed "
+                              "(pip install 'powerrl[agent]')", self.host.path) from None
+        self.reporter = CoordinatorReporter(
+            url, ccfg.node or self.name, token=token, priority=hcfg.priority, report_s=ccfg.report_s,
+            timeout_s=ccfg.timeout_s, wake=self._coordinator_wake, emit=self._emit, held_cap=self._coordinator_held,
+            transport=transport)
+
+    def _coordinator_wake(self) -> None:
+        """A grant arrived (reporter thread): the loop applies it between periods, as after SIGUSR1."""
+        self._cap_signal = True
+        self._poke()
+
+    def _coordinator_held(self) -> tuple[float, int]:
+        """The coordinator cap in force and its round (reporter thread; a racing grant shows next report)."""
+        return self.coord_caps.value(time.time()), self.coord_round
+
     def _release(self) -> None:
         """Restore and release what a (partly) built agent holds; safe to call more than once."""
+        if self.reporter is not None:
+            self.reporter.close()
+            self.reporter = None
         if self._policy is not None:
             self._policy.close()
             self._policy = None
@@ -280,9 +328,13 @@ class NodeAgent:
             return np.asarray(action), "fallback:" + next(iter(events)), events
         return np.asarray(action), "policy", {}
 
+    def node_cap_w(self, now_wall: float) -> float:
+        """The node cap in force (W; inf = none): the lower of the operator's and the coordinator's."""
+        return min(self.caps.value(now_wall), self.coord_caps.value(now_wall))
+
     def _coordinator_cap_w(self, now_wall: float) -> np.ndarray:
         """Per-domain share of the node cap in force (W; inf = none), split by domain busy power."""
-        cap = self.caps.value(now_wall)
+        cap = self.node_cap_w(now_wall)
         if not math.isfinite(cap):
             return np.full(self.node.n, np.inf)
         busy = np.asarray(self.target.busy_w)
@@ -313,6 +365,28 @@ class NodeAgent:
                     if math.isfinite(self.caps.cap_lease_s) else None, "base_w": round(self.base_w, 1)})
         return True
 
+    def _take_grant(self) -> bool:
+        """Take the coordinator's latest grant into :attr:`coord_caps`; True when the cap in force changed."""
+        got = self.reporter.take_grant() if self.reporter is not None else None
+        if got is None:
+            return False
+        grant, received_s = got
+        lease = self.coord_caps
+        now = time.time()
+        before = self.node_cap_w(now)
+        lease.base_w, lease.lease_s, lease.decay_s = grant.base_w, grant.lease_s, grant.decay_s
+        # The lease counts from receipt on this clock: the coordinator's clock may differ from ours.
+        lease.set(grant.cap_w, received_s, grant.lease_s)
+        self.coord_round = grant.round
+        seen = (grant.cap_w, grant.base_w, grant.emergencies)
+        if seen != self._grant_seen:
+            # A refresh of the same cap (every round) is not news; a new cap, base or emergency is.
+            self._grant_seen = seen
+            self._emit({"event": "coordinator_cap", "cap_w": grant.cap_w, "round": grant.round,
+                        "base_w": grant.base_w, "lease_s": grant.lease_s, "decay_s": grant.decay_s,
+                        "emergencies": list(grant.emergencies)})
+        return self.node_cap_w(now) != before
+
     def _caps_now(self, decision: Decision) -> np.ndarray:
         return np.minimum(decision.unit_cap_w, self._coordinator_cap_w(time.time()))
 
@@ -339,6 +413,9 @@ class NodeAgent:
         applied = decision.pstate.copy()
         self.watchdog.record_applied(applied)
         self._poll_cap_file()  # a cap file changed without SIGUSR1 (written by hand) counts from this tick
+        if self.reporter is not None:
+            self._take_grant()  # a grant that arrived while this tick ran counts from this tick
+            self._observe(r, obs)
         cap = self._caps_now(decision)
         errors = self._write(applied, cap)
         tick_s = time.perf_counter() - t0
@@ -366,9 +443,38 @@ class NodeAgent:
             self._update_metrics(r, rec, decision, source, tick_s, late_s, cap)
         return rec
 
+    def _observe(self, r: Reading, obs: np.ndarray) -> None:
+        """Feed this tick's node power, offered load, utilisation and hottest temperature to the reporter."""
+        n = self.node.n
+        util = np.asarray(r.util, dtype=np.float64)
+        power = np.asarray(r.power_w, dtype=np.float64)
+        if np.isnan(power).any():
+            # No RAPL reading for a domain: the target's power model at its utilisation, so a node
+            # without power sensors still reports a plausible draw rather than none.
+            idle, busy = np.asarray(self.target.idle_w), np.asarray(self.target.busy_w)
+            power = np.where(np.isnan(power), idle + np.clip(util, 0.0, 1.0) * (busy - idle), power)
+        fields = self.target.unit_fields
+        k = len(fields)
+        load = np.asarray(obs[: n * k], dtype=np.float64)[fields.index("offered_load")::k]
+        temps = np.asarray(r.temp_c, dtype=np.float64)
+        assert self.reporter is not None
+
+        def mean(a: np.ndarray) -> float:
+            ok = a[np.isfinite(a)]
+            return float(ok.mean()) if ok.size else math.nan
+
+        self.reporter.observe(float(power.sum()), mean(load), mean(util),
+                              float(temps[np.isfinite(temps)].max()) if np.isfinite(temps).any() else None)
+
     def cap_tick(self) -> float | None:
-        """Apply a new coordinator cap at once (between periods); returns the write time (s) or None."""
-        if not self._poll_cap_file() or self.decision is None:
+        """Apply a new node cap at once (between periods); returns the write time (s) or None.
+
+        The cap is the operator's (a changed ``cap.json``) or the coordinator's (a grant whose cap differs
+        from the one in force); both wake the loop through the same pipe.
+        """
+        changed = self._poll_cap_file()
+        changed = self._take_grant() or changed
+        if not changed or self.decision is None:
             return None
         t0 = time.perf_counter()
         cap = self._caps_now(self.decision)
@@ -398,6 +504,13 @@ class NodeAgent:
             m.shield_events.labels(m.node, k).inc(v)
         m.tick.observe(tick_s)
         m.lateness.observe(late_s)
+        if self.reporter is not None:
+            held_w = self.coord_caps.value(time.time())
+            m.coordinator_cap.set(held_w if math.isfinite(held_w) else math.nan)
+            errors = self.reporter.errors
+            if errors > self._coord_errors_seen:
+                m.coordinator_errors.inc(errors - self._coord_errors_seen)
+                self._coord_errors_seen = errors
 
     # -- the loop --------------------------------------------------------------------------------------
     def run(self, duration_s: float | None = None) -> int:
@@ -426,6 +539,10 @@ class NodeAgent:
                     "base_w": round(self.base_w, 1), "pid": os.getpid()})
         assert self._hang_thread is not None
         self._hang_thread.start()
+        if self.reporter is not None:
+            self._emit({"event": "coordinator", "url": self.reporter.url, "node": self.reporter.node,
+                        "boot_id": self.reporter.boot_id, "report_s": self.reporter.report_every_s})
+            self.reporter.start()
 
     def _loop(self, duration_s: float | None) -> None:
         period = self.period_s
@@ -518,6 +635,8 @@ class NodeAgent:
         if self._wake_r < 0:
             return  # closed already
         self._stop.set()
+        if self.reporter is not None:
+            self.reporter.close()  # no grant after this point; the coordinator sees silence and counts our base
         if self._hang_thread is not None and self._hang_thread.is_alive():
             self._hang_thread.join(timeout=2.0)
         if self._signal is not None:
@@ -537,9 +656,11 @@ class NodeAgent:
     # -- outputs ---------------------------------------------------------------------------------------
     def _emit(self, obj: dict[str, Any]) -> None:
         obj.setdefault("ts", round(time.time(), 4))
+        line = json.dumps(obj, separators=(",", ":")) + "\n"
         try:
-            self.log.write(json.dumps(obj, separators=(",", ":")) + "\n")
-            self.log.flush()
+            with self._log_lock:  # one whole line at a time, whichever thread writes
+                self.log.write(line)
+                self.log.flush()
         except (OSError, ValueError):
             # A full disk or a closed log must not stop the control loop; the loss is counted in the status.
             self.log_failures += 1
@@ -550,6 +671,7 @@ class NodeAgent:
         late = self._late[np.isfinite(self._late)]
         wall = max(time.monotonic() - self._t0, 1e-9)
         rec = dataclasses.asdict(self.last) if self.last is not None else None
+        now = time.time()
         return {
             "node": self.name, "pid": os.getpid(), "mode": "apply" if self.apply else "dry-run",
             "controller": self.controller_name, "fallback": self.host.agent.fallback,
@@ -563,10 +685,21 @@ class NodeAgent:
             "late_ms": {"p99": float(np.percentile(late, 99)) * 1e3 if late.size else None},
             "cpu_share": (time.process_time() - self._t0_cpu) / wall, "rss_mb": rss_bytes() / 2**20,
             "cap": {"node_cap_w": None if not math.isfinite(self.caps.cap_w) else self.caps.cap_w,
-                    "in_force_w": None if not math.isfinite(v := self.caps.value(time.time())) else round(v, 1),
-                    "stale": self.caps.stale(time.time()), "base_w": round(self.base_w, 1)},
+                    "in_force_w": None if not math.isfinite(v := self.node_cap_w(now)) else round(v, 1),
+                    "stale": self.caps.stale(now), "base_w": round(self.base_w, 1)},
+            "coordinator": self._coordinator_summary(now),
             "recovered": self.recovered, "errors": self.errors[-5:], "last": rec,
         }
+
+    def _coordinator_summary(self, now: float) -> dict[str, Any] | None:
+        """The reporter's state and the coordinator cap in force (None: no coordinator)."""
+        if self.reporter is None:
+            return None
+        lease = self.coord_caps
+        v = lease.value(now)
+        return {**self.reporter.state(), "cap_w": None if not math.isfinite(lease.cap_w) else lease.cap_w,
+                "round": self.coord_round, "in_force_w": None if not math.isfinite(v) else round(v, 1),
+                "stale": lease.stale(now), "base_w": round(lease.base_w, 1)}
 
     def write_status(self, running: bool = True) -> None:
         """Write the status file atomically (``<state_dir>/agent-status.json``)."""

@@ -86,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         agent = NodeAgent(hf, controller, apply=args.apply, root=args.root,
                           period_s=None if args.period_ms is None else args.period_ms / 1000.0, log=log,
-                          metrics_port=args.metrics_port)
+                          metrics_port=args.metrics_port, coordinator_url=args.coordinator)
         return agent.run(args.duration_s)
     finally:
         if log is not None:
@@ -154,6 +154,9 @@ def _status(args: argparse.Namespace) -> int:
     cap = st.get("cap", {})
     print(f"  node cap {cap.get('node_cap_w')} W, in force {cap.get('in_force_w')} W"
           f"{' (coordinator silent: decaying)' if cap.get('stale') else ''}, guaranteed base {cap.get('base_w')} W")
+    co = st.get("coordinator")
+    if co:
+        _print_coordinator(co)
     last = st.get("last") or {}
     if last:
         print(f"  last tick: {last.get('source')}, P-states {last.get('applied')}, temp {last.get('temp_c')} degC, "
@@ -161,6 +164,21 @@ def _status(args: argparse.Namespace) -> int:
     for e in st.get("errors", []):
         print(f"  error: {e}")
     return 0 if running else 3
+
+
+def _print_coordinator(co: dict[str, Any]) -> None:
+    """The coordinator lines of ``powerrl agent status``."""
+    reach = {True: "reachable", False: "UNREACHABLE", None: "no answer yet"}[co.get("reachable")]
+    grant = co.get("last_grant") or {}
+    got = (f"last grant {grant.get('cap_w')} W (round {grant.get('round')}, base {grant.get('base_w')} W"
+           f"{', emergencies ' + ','.join(grant['emergencies']) if grant.get('emergencies') else ''})"
+           if grant else "no grant yet")
+    print(f"  coordinator {co.get('url')} as {co.get('node')}: {reach}; {got}; reports {co.get('reports')}, "
+          f"errors {co.get('errors')}")
+    print(f"  coordinator cap in force {co.get('in_force_w')} W"
+          f"{' (coordinator silent: decaying to its base)' if co.get('stale') else ''}")
+    if co.get("errors") and co.get("last_error") and co.get("reachable") is not True:
+        print(f"  coordinator error: {co.get('last_error')}")
 
 
 def _cap(args: argparse.Namespace) -> int:
@@ -221,6 +239,9 @@ def register(subparsers: Any) -> None:
     run.add_argument("--log", metavar="FILE", help="JSON-lines log (default agent.log, or standard output)")
     run.add_argument("--metrics-port", type=_port, metavar="PORT",
                      help="Prometheus port on agent.metrics.address (default agent.metrics.port; 0 = off)")
+    run.add_argument("--coordinator", metavar="URL",
+                     help="report to the cluster coordinator at URL (http(s)://host:port) and apply the caps it "
+                     "answers with; overrides agent.coordinator.url")
     run.set_defaults(func=_run)
 
     chk = sub.add_parser("check", help="validate the host file and this node's capabilities",

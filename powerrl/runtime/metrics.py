@@ -8,7 +8,9 @@ Prometheus conventions (base units, ``_total`` for counters): ``powerrl_agent_po
 ``powerrl_agent_decisions_total{source}`` (policy or fallback), ``powerrl_agent_fallbacks_total{reason}``,
 ``powerrl_agent_shield_interventions_total`` and ``powerrl_agent_shield_events_total{reason}``,
 ``powerrl_agent_tick_seconds`` (sample to actuation, histogram), ``powerrl_agent_loop_lateness_seconds``
-(wake-up after the deadline, histogram), ``powerrl_agent_missed_deadlines_total``.
+(wake-up after the deadline, histogram), ``powerrl_agent_missed_deadlines_total``; with a coordinator,
+``powerrl_agent_coordinator_cap_watts`` (its node cap in force, NaN: none) and
+``powerrl_agent_coordinator_errors_total`` (failed reports).
 """
 
 from __future__ import annotations
@@ -62,6 +64,13 @@ class AgentMetrics:
                                      buckets=LATENCY_BUCKETS_S, registry=reg).labels(**labels)
         self.missed = pc.Counter("powerrl_agent_missed_deadlines", "periods skipped because a tick ran late",
                                  ["node"], registry=reg).labels(**labels)
+        self.coordinator_cap = pc.Gauge("powerrl_agent_coordinator_cap_watts",
+                                        "the coordinator's node cap in force (NaN: none)", ["node"],
+                                        registry=reg).labels(**labels)
+        self.coordinator_errors = pc.Counter("powerrl_agent_coordinator_errors",
+                                             "failed reports to the coordinator (unreachable, refused, bad answer)",
+                                             ["node"], registry=reg).labels(**labels)
+        self.coordinator_cap.set(float("nan"))
         self.node = node
         self._dom = {name: [g.labels(node, str(d)) for d in range(n_domains)] for name, g in self._g.items()}
         self.server: Any = None
