@@ -249,7 +249,11 @@ class Coordinator:
         obs = self.allocator.observe(np.where(pinned, 1.0, self.load), measured, self.temp_c, hold,
                                      np.where(pinned, 1.0, self.util), announced or budget, wall % 86400.0)
         request = self.allocator.request_w(obs)
-        self.shield.prev_caps_w[:] = hold
+        # Power above the cap a member held is overhead the shield counts against every scope. The
+        # power reported covers the last round, over which the member may still have held the cap
+        # counted then: measure the overhead against the larger one, or a cut that arrived mid-round
+        # reads as over-consumption and is cut a second time.
+        self.shield.prev_caps_w[:] = np.maximum(hold, self.counted_w)
         cooling = any(e.kind == "cooling_failure" for e in self.events.values())
         safe, events = self.shield.filter(request, measured, budget, time_s=wall, announced_budget_w=announced,
                                           deadline_s=deadline, emergency=cooling)

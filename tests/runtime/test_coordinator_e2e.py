@@ -110,8 +110,9 @@ def _cluster(path: Path, name: str, budget_w: float, nodes: list[dict[str, Any]]
     return path
 
 
-def _status(url: str) -> dict[str, Any]:
-    r = httpx.get(f"{url}/v1/status", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=2.0)
+def _status(url: str, nodes: bool = False) -> dict[str, Any]:
+    r = httpx.get(f"{url}/v1/status?nodes={str(nodes).lower()}", headers={"Authorization": f"Bearer {TOKEN}"},
+                  timeout=2.0)
     r.raise_for_status()
     return dict(r.json())
 
@@ -209,3 +210,84 @@ def test_hierarchy_grid_cut_parent_crash_and_restart(tmp_path: Path, procs: Any)
     # SIGTERM: a clean exit.
     top_proc.send_signal(signal.SIGTERM)
     assert top_proc.wait(timeout=20) == 0, top_out.read_text()
+
+
+# -- a real node agent on a fake node, under a real coordinator ---------------------------------------
+ORIGINAL_LIMIT_UW = 230_000_000  # the fake tree's package PL1 (tests/runtime/test_hil.py)
+#: The fake RAPL keeps whole watts per package: two packages round a node cap down by up to 2 W.
+RAPL_QUANTUM_W = 2.0
+
+
+def _rapl_limits_w(root: Any) -> list[float]:
+    from powerrl.hw.host import bind_host, load_host_config
+
+    out = []
+    for d in bind_host(load_host_config(root.host_yaml), root.tree).domains:
+        c = next(c for c in d.rapl.constraints if c.name == "long_term")
+        out.append(root.tree.read_int(c.attr(d.rapl.rel, "power_limit_uw")) / 1e6)
+    return out
+
+
+def test_agent_takes_caps_over_http_and_decays_to_its_base_when_the_coordinator_dies(
+        tmp_path: Path, procs: Any, fake_tree: Any, fake_kernel: Any, host_yaml: Path) -> None:
+    (tmp_path / "token").write_text(TOKEN + "\n", encoding="utf-8")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cluster = _cluster(tmp_path / "cluster.yaml", "hall", 250.0,
+                       [{"name": "hil", "priority": 1, "profile": "epyc7502"}], port)
+    data = yaml.safe_load(cluster.read_text(encoding="utf-8"))
+    data["faults"] = {"lease_s": 0.6, "decay_s": 0.6, "node_timeout_s": 2.0}
+    cluster.write_text(yaml.safe_dump(data), encoding="utf-8")
+    host = yaml.safe_load(host_yaml.read_text(encoding="utf-8"))
+    host["agent"]["coordinator"] = {"url": url, "token_file": str(tmp_path / "token"), "report_s": ROUND_S}
+    host_yaml.write_text(yaml.safe_dump(host, sort_keys=False), encoding="utf-8")
+
+    class Node:
+        tree = fake_tree
+
+    Node.host_yaml = host_yaml  # type: ignore[attr-defined]
+    coord, coord_out = procs.powerrl("coordinator", "run", "--config", str(cluster), name="coordinator")
+    wait_until(lambda: _up(url), START_S, "the coordinator", lambda: coord_out.read_text())
+    log = tmp_path / "agent.jsonl"
+    agent, agent_out = procs.powerrl("agent", "run", "--host", str(host_yaml), "--root", str(fake_tree.root),
+                                     "--controller", "powersave", "--apply", "--metrics-port", "0", "--log", str(log),
+                                     name="agent")
+    fake_kernel.wait_running()
+
+    def diag() -> str:
+        return agent_out.read_text() + "\n" + (log.read_text() if log.exists() else "")[-3000:]
+
+    # The coordinator's cap reaches the RAPL limits, split over the two equal packages.
+    wait_until(lambda: _status(url)["ok"] == 1, START_S, "the agent's first report", diag)
+
+    def cap_now() -> float:
+        return float(_status(url, nodes=True)["members"]["hil"]["cap_w"])
+
+    wait_until(lambda: -RAPL_QUANTUM_W <= sum(_rapl_limits_w(Node)) - cap_now() <= 0, 20,
+               "RAPL limits summing to the coordinator's cap", diag)
+    member = _status(url, nodes=True)["members"]["hil"]
+    # Settled at the budget less the shield's reserve (245 W), so that the cut below is a change.
+    wait_until(lambda: 240.0 <= sum(_rapl_limits_w(Node)) <= 245.0, 20, "caps settled at 245 W", diag)
+
+    # A grid cut: caps within the cut budget (less the shield's 2 % reserve) are in RAPL within about a round.
+    t0 = time.monotonic()
+    ans = httpx.post(f"{url}/v1/event", json={"kind": "grid_cut", "percent": 20},
+                     headers={"Authorization": f"Bearer {TOKEN}"}, timeout=2.0).json()
+    assert ans["budget_w"] == pytest.approx(200.0)
+    wait_until(lambda: sum(_rapl_limits_w(Node)) <= 200.0 * 0.98, 10, "the cut cap in RAPL", diag)
+    reach_s = time.monotonic() - t0
+    assert reach_s < ROUND_S + 1.0, f"the cut took {reach_s:.2f} s to reach RAPL (round {ROUND_S} s)"
+
+    # The coordinator dies: the agent holds the cap for its lease, then decays to its guaranteed base.
+    os.kill(coord.pid, signal.SIGKILL)
+    coord.wait(timeout=10)
+    base_w = member["base_w"]
+    wait_until(lambda: -RAPL_QUANTUM_W <= sum(_rapl_limits_w(Node)) - base_w <= 0, 10,
+               f"RAPL limits decayed to the base {base_w} W", diag)
+    events = [json.loads(line).get("event") for line in log.read_text(encoding="utf-8").splitlines()]
+    assert "coordinator_unreachable" in events, diag()
+
+    # SIGTERM: the agent restores the firmware limits.
+    agent.send_signal(signal.SIGTERM)
+    assert agent.wait(timeout=30) == 0, diag()
+    assert _rapl_limits_w(Node) == [ORIGINAL_LIMIT_UW / 1e6] * 2
