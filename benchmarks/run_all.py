@@ -30,6 +30,7 @@ QUICK: list[list[str]] = [
     ["compare_headroom.py"],
     ["policy_inference.py"],
     ["agent_tick.py", "--quick"],
+    ["coordinator_load.py", "--quick"],
     ["train_throughput.py", "--steps", "100000", "--n-envs", "64", "--dummy-steps", "5000"],
 ]
 FULL: list[list[str]] = [
