@@ -264,6 +264,9 @@ class NodeAgent:
             url, ccfg.node or self.name, token=token, priority=hcfg.priority, report_s=ccfg.report_s,
             timeout_s=ccfg.timeout_s, wake=self._coordinator_wake, emit=self._emit, held_cap=self._coordinator_held,
             transport=transport)
+        # Until the first answer the node holds its guaranteed base: a restarted agent must not run
+        # uncapped while the coordinator still counts the previous process's cap.
+        self.coord_caps.set(self.base_w, time.time(), math.inf)
 
     def _coordinator_wake(self) -> None:
         """A grant arrived (reporter thread): the loop applies it between periods, as after SIGUSR1."""
@@ -271,7 +274,13 @@ class NodeAgent:
         self._poke()
 
     def _coordinator_held(self) -> tuple[float, int]:
-        """The coordinator cap in force and its round (reporter thread; a racing grant shows next report)."""
+        """The coordinator cap in force and its round (reporter thread; a racing grant shows next report).
+
+        A cap this agent does not enforce -- a dry run, or no writable RAPL limit -- is reported as
+        none (inf): the coordinator must count the node at what it can draw, not at a cap on paper.
+        """
+        if not self.apply or not self.node.can_cap:
+            return math.inf, -1
         return self.coord_caps.value(time.time()), self.coord_round
 
     def _release(self) -> None:

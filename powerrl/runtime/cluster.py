@@ -19,8 +19,8 @@ Example (``configs/clusters/example.yaml``)::
     nodes:
       - {name: web, count: 8, group: rack0, priority: 1, profile: epyc7502}
 
-A node entry with ``count: N`` expands to ``name-00 .. name-(N-1)`` (zero-padded to the width of
-``N - 1``).
+A node entry with ``count: N`` expands to ``name-0 .. name-(N-1)``, zero-padded to the width of
+``N - 1`` (``count: 20`` gives ``name-00 .. name-19``).
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ from powerrl.shield.budget import MAX_NODE_W, GroupLevel
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 #: Default API port (unassigned by IANA in the 8000s user range).
 DEFAULT_PORT = 8470
+#: Margin of ``node_timeout_s`` over a member's lease and decay, s: the member's lease starts when
+#: the answer arrives, up to an HTTP timeout (the agent's default is 0.5 s) after the report.
+TIMEOUT_MARGIN_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,9 @@ class NodeEntry:
                                                              doc="idle power (instead of a profile)"))
     busy_w: float | None = field(default=None, metadata=spec(lo=0.0, lo_open=True, hi=MAX_NODE_W, unit="W",
                                                              doc="full-load power (instead of a profile)"))
+    base_w: float | None = field(default=None, metadata=spec(lo=0.0, hi=MAX_NODE_W, unit="W", doc=(
+        "guaranteed base instead of the shield's idle + base_frac[priority] (busy - idle); a rack "
+        "coordinator's entry in its parent gives its summed bases (powerrl coordinator member)")))
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,7 @@ class ClusterSpec:
         names: node names, in the order of every array.
         priority: ``[n]`` int64 priority per node.
         idle_w, busy_w: ``[n]`` node power range, W.
+        base_w: ``[n]`` guaranteed base set in the file, W (NaN: the shield's rule by priority).
         levels: :class:`GroupLevel` per level, innermost first, limits in W (+inf = unlimited).
         group_names: per level, the group names in index order (``"(none)"``: nodes without a group).
         source: the file it came from.
@@ -150,6 +157,7 @@ class ClusterSpec:
     priority: np.ndarray
     idle_w: np.ndarray
     busy_w: np.ndarray
+    base_w: np.ndarray
     levels: tuple[GroupLevel, ...]
     group_names: tuple[tuple[str, ...], ...]
     source: str | None = None
@@ -257,17 +265,21 @@ def cluster_spec(data: dict[str, Any] | None, source: str | None = None) -> Clus
         if not cfg.parent.url.startswith(("http://", "https://")):
             raise ConfigError("parent.url", cfg.parent.url, "an http:// or https:// URL", source)
     f = cfg.faults
-    least_timeout_s = f.lease_s + f.decay_s + 2 * cfg.round_s
+    least_timeout_s = f.lease_s + f.decay_s + 2 * cfg.round_s + TIMEOUT_MARGIN_S
     if f.node_timeout_s < least_timeout_s:
         # A node counted at its base before its cap has decayed there could still draw more.
         raise ConfigError("faults.node_timeout_s", f.node_timeout_s,
-                          f">= lease_s + decay_s + 2 rounds = {least_timeout_s:g} s (a silent node's cap must "
-                          "have decayed to its base before it is counted there)", source)
+                          f">= lease_s + decay_s + 2 rounds + {TIMEOUT_MARGIN_S:g} s = {least_timeout_s:g} s (a "
+                          "silent node's cap must have decayed to its base before it is counted there)", source)
+    if cfg.groups and not cfg.levels:
+        raise ConfigError("levels", [], "the group levels, innermost first (e.g. levels: [rack, pdu]), since "
+                          "groups: are given", source)
     names: list[str] = []
     groups: list[str | None] = []
     prio: list[int] = []
     idle: list[float] = []
     busy: list[float] = []
+    bases: list[float] = []
     if not cfg.nodes:
         raise ConfigError("nodes", [], "at least one node", source)
     for k, entry in enumerate(cfg.nodes):
@@ -279,8 +291,12 @@ def cluster_spec(data: dict[str, Any] | None, source: str | None = None) -> Clus
             raise ConfigError(key + ".group", entry.group, f"a group of the innermost level {cfg.levels[0]!r} "
                               f"(it is a {cfg.groups[entry.group].level!r})", source)
         i_w, b_w = _node_power(entry, key, source)
+        if entry.base_w is not None and entry.base_w > b_w:
+            raise ConfigError(key + ".base_w", entry.base_w, f"at most busy_w = {b_w:g} W", source)
         for name in _expand(entry):
+            _check_name(name, key + f".name (expanded to {name!r} by count)", source)
             names.append(name)
+            bases.append(math.nan if entry.base_w is None else float(entry.base_w))
             groups.append(entry.group)
             prio.append(entry.priority)
             idle.append(i_w)
@@ -292,7 +308,7 @@ def cluster_spec(data: dict[str, Any] | None, source: str | None = None) -> Clus
         seen.add(name)
     levels, group_names = _build_levels(cfg, groups, source)
     return ClusterSpec(cfg, tuple(names), np.array(prio, dtype=np.int64), np.array(idle), np.array(busy),
-                       levels, group_names, source)
+                       np.array(bases), levels, group_names, source)
 
 
 def load_cluster(path: str | Path) -> ClusterSpec:

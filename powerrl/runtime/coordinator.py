@@ -50,9 +50,16 @@ from powerrl.shield.budget import GroupLevel, PowerTopology
 from powerrl.shield.caps import CapShield
 from powerrl.shield.config import resolve_shield_config
 
-#: A member with no report for this many rounds is silent. Members report once per round; 2.5
-#: rounds tolerate one lost report plus scheduling jitter before the member is counted at its max.
+#: A member with no report for this many rounds (and at least :data:`SILENT_AFTER_MIN_S`) is silent.
+#: Members report once per round; 2.5 rounds tolerate one lost report plus scheduling jitter.
 SILENT_AFTER_ROUNDS = 2.5
+#: ... and at least this long, s: a coordinator stall (GC, fsync, a paused VM) must not turn every
+#: member silent at once. Until then a member is counted at the cap it may hold, which is safe for a
+#: live agent; counting at the maximum only guards against an agent that died.
+SILENT_AFTER_MIN_S = 2.0
+#: Boot ids remembered per member: a report from an older boot is stale (a delayed request, or two
+#: agents under one name), never a new start.
+BOOTS_KEPT = 4
 #: Journal format version (``"version"`` key); a journal of another version is ignored with a warning.
 JOURNAL_VERSION = 1
 #: Round latencies kept for the status percentiles.
@@ -119,13 +126,23 @@ class Coordinator:
         self.allocator = Allocator(spec, shield_cfg, cfg.allocator)
         n = self.n = spec.n
         self.index = spec.index()
+        if np.isfinite(spec.base_w).any():
+            # Per-member bases set in the cluster file (a rack coordinator's summed bases) replace the
+            # shield's priority rule for those members.
+            nom = self.nominal
+            base = np.where(np.isfinite(spec.base_w), spec.base_w, nom.base_w)
+            self.nominal = PowerTopology(nom.priority, base, np.maximum(nom.max_w, base), nom.levels,
+                                         nom.emergency_cut, nom.min_w)
+            self.shield.set_topology(self.nominal)
         self.base_w = np.array(self.nominal.base_w)
         self.max_w = np.array(self.nominal.max_w)
         #: Most a member can draw: its busy power (an uncapped node), at least its max cap.
         self.node_max_w = np.maximum(spec.busy_w, self.max_w)
         self.last_report_s = np.full(n, -math.inf)
         self.boot_id = [""] * n
+        self.old_boots: list[list[str]] = [[] for _ in range(n)]
         self.seq = np.full(n, -1, dtype=np.int64)
+        self.implausible = 0  # reports whose power exceeded the member's maximum (clamped)
         self.power_w = np.zeros(n)
         self.load = np.zeros(n)
         self.util = np.zeros(n)
@@ -158,6 +175,8 @@ class Coordinator:
         else:
             self.journal_path = Path(journal)
         self._scopes = self._gating_scopes()
+        self.silent_after_s = max(SILENT_AFTER_ROUNDS * cfg.round_s, SILENT_AFTER_MIN_S)
+        self.last_round_s = -math.inf  # monotonic time of the last completed round
         self.recovered = self._load_journal() if self.journal_path is not None else False
 
     # -- members -----------------------------------------------------------------------------------
@@ -174,12 +193,33 @@ class Coordinator:
                               "nodes: and restart the coordinator, or fix the agent's coordinator.node")
         now = self.clock()
         held = math.inf if rep.cap_w is None else float(rep.cap_w)
-        fresh = rep.boot_id != self.boot_id[i] or rep.seq > self.seq[i]
+        new_boot = rep.boot_id != self.boot_id[i]
+        if new_boot and rep.boot_id in self.old_boots[i]:
+            # An older boot's report, delayed, or a second agent under this name: stale. It may
+            # still act on the answer, so what it is sent counts in the hold below.
+            self.log({"event": "stale_boot", "node": rep.node, "boot_id": rep.boot_id,
+                      "current": self.boot_id[i], "fix": "one agent per node name (agent.coordinator.node)"})
+            fresh = False
+        else:
+            fresh = new_boot or rep.seq > self.seq[i]
         if fresh:
+            if new_boot:
+                if self.boot_id[i]:
+                    self.old_boots[i] = ([self.boot_id[i]] + self.old_boots[i])[:BOOTS_KEPT]
+                # A new boot proves nothing about caps the previous process may still have in force.
+                held = max(held, float(self.hold_w[i]))
             self.boot_id[i] = rep.boot_id
             self.seq[i] = rep.seq
             self.last_report_s[i] = now
-            self.power_w[i] = rep.power_w
+            power = float(rep.power_w)
+            if power > 1.5 * self.node_max_w[i]:
+                # A meter glitch (or a bug) would otherwise read as facility-wide over-consumption and
+                # push everyone to their emergency floors: clamp to the most the node can draw.
+                self.implausible += 1
+                self.log({"event": "implausible_power", "node": rep.node, "power_w": power,
+                          "clamped_to_w": float(self.node_max_w[i])})
+                power = float(self.node_max_w[i])
+            self.power_w[i] = power
             self.load[i] = rep.load
             self.util[i] = min(rep.load, 1.0) if rep.util is None else rep.util
             self.temp_c[i] = math.nan if rep.temp_c is None else rep.temp_c
@@ -205,7 +245,7 @@ class Coordinator:
     def classify(self, now_s: float) -> tuple[np.ndarray, np.ndarray]:
         """``(state [n] int8: 0 ok, 1 silent, 2 lost; counted_w [n])`` at monotonic time ``now_s``."""
         age = now_s - self.last_report_s
-        ok = age <= SILENT_AFTER_ROUNDS * self.cfg.round_s
+        ok = age <= self.silent_after_s
         hold = np.where(np.isfinite(self.hold_w), np.minimum(self.hold_w, self.node_max_w), self.node_max_w)
         # Lost: silent past the timeout and known to hold a cap (which decayed to the base by now).
         lost = ~ok & (age > self.cfg.faults.node_timeout_s) & np.isfinite(self.hold_w)
@@ -249,6 +289,8 @@ class Coordinator:
         obs = self.allocator.observe(np.where(pinned, 1.0, self.load), measured, self.temp_c, hold,
                                      np.where(pinned, 1.0, self.util), announced or budget, wall % 86400.0)
         request = self.allocator.request_w(obs)
+        request[pinned] = counted[pinned]  # their range is pinned there: not a clipped request
+        prev_caps = self.shield.prev_caps_w.copy()
         # Power above the cap a member held is overhead the shield counts against every scope. The
         # power reported covers the last round, over which the member may still have held the cap
         # counted then: measure the overhead against the larger one, or a cut that arrived mid-round
@@ -258,11 +300,25 @@ class Coordinator:
         safe, events = self.shield.filter(request, measured, budget, time_s=wall, announced_budget_w=announced,
                                           deadline_s=deadline, emergency=cooling)
         caps = self.gate(safe, hold)
+        # A member we cannot hear from is sent no more than it may hold already: when it (or every
+        # member, after a coordinator stall) reports again, that is no raise. Counting it at its
+        # maximum meanwhile covers an agent that died and left its node uncapped.
+        finite = np.isfinite(self.hold_w)
+        keep = np.where(finite, np.minimum(self.hold_w, self.max_w), self.base_w)
+        caps = np.where(pinned, np.minimum(keep, counted), caps)
+        # Journal first: a cap nobody can recover after a crash must not go out.
+        try:
+            self._write_journal(wall, self.round + 1, caps)
+        except OSError as exc:
+            self.shield.prev_caps_w[:] = prev_caps
+            self.log({"event": "journal_write_failed", "path": str(self.journal_path), "error": str(exc),
+                      "effect": "this round's caps are not sent; members keep the previous ones"})
+            raise
         self.round += 1
         self.issued_w[:] = caps
         self.counted_w[:] = counted
         self.state[:] = state
-        self._write_journal(wall)
+        self.last_round_s = now
         ms = (time.perf_counter() - t0) * 1e3
         self.round_ms.append(ms)
         if len(self.round_ms) > LATENCY_WINDOW:
@@ -350,11 +406,16 @@ class Coordinator:
                 raise EventError(f"no event {req.id} in force (events: {sorted(self.events) or 'none'}): "
                                  "run powerrl coordinator status to list them")
             gone = [req.id] if req.id is not None else list(self.events)
-            for k in gone:
-                self.log({"event": "event_cleared", "id": k, "kind": self.events[k].kind})
-                del self.events[k]
+            removed = {k: self.events.pop(k) for k in gone}
             self._events_version += 1
-            summary = self.run_round(reason="clear")
+            try:
+                summary = self.run_round(reason="clear")
+            except OSError:
+                self.events.update(removed)  # nothing changes when the round cannot be journaled
+                self._events_version += 1
+                raise
+            for k, e in removed.items():
+                self.log({"event": "event_cleared", "id": k, "kind": e.kind})
             return EventAnswer(id=req.id or 0, kind="clear", budget_w=summary["budget_w"], deadline_s=0.0,
                                affected_nodes=self.n, round=self.round)
         affected = np.ones(self.n, dtype=bool)
@@ -375,11 +436,20 @@ class Coordinator:
                     raise EventError(str(exc)) from None
         ev = Event(self.next_event_id, req.kind, fraction, req.group, wall, deadline,
                    None if req.duration_s is None else deadline + req.duration_s)
-        self.next_event_id += 1
+        if not affected.any():
+            raise EventError(f"group {req.group!r} has no nodes: name a group with members (coordinator status "
+                             "--nodes lists them)")
         self.events[ev.id] = ev
+        self.next_event_id += 1
         self._events_version += 1
+        try:
+            self.run_round(reason=req.kind)
+        except OSError:
+            del self.events[ev.id]  # nothing changes when the round cannot be journaled
+            self.next_event_id -= 1
+            self._events_version += 1
+            raise
         self.log({"event": "emergency", **asdict(ev)})
-        self.run_round(reason=req.kind)
         budget, announced, _ = self.budget_w(wall)
         return EventAnswer(id=ev.id, kind=ev.kind, budget_w=announced if announced is not None else budget,
                            deadline_s=max(0.0, deadline - wall), affected_nodes=int(affected.sum()), round=self.round)
@@ -428,18 +498,18 @@ class Coordinator:
                           cap_w=min(held, 1e9), cap_round=self.parent_round)
 
     # -- journal -----------------------------------------------------------------------------------
-    def _write_journal(self, wall_s: float) -> None:
+    def _write_journal(self, wall_s: float, round_id: int, issued_w: np.ndarray) -> None:
         if self.journal_path is None:
             return
         now = self.clock()
         nodes = {}
         for i, name in enumerate(self.spec.names):
             last = self.last_report_s[i]
-            nodes[name] = [_num(self.held_w[i]), _num(self.sent_w[i]), _num(self.hold_w[i]), _num(self.issued_w[i]),
+            nodes[name] = [_num(self.held_w[i]), _num(self.sent_w[i]), _num(self.hold_w[i]), _num(issued_w[i]),
                            _num(wall_s - (now - last)) if math.isfinite(last) else None, int(self.seq[i]),
                            self.boot_id[i]]
         lease = self.parent_lease
-        doc = {"version": JOURNAL_VERSION, "api": API_VERSION, "name": self.cfg.name, "round": self.round,
+        doc = {"version": JOURNAL_VERSION, "api": API_VERSION, "name": self.cfg.name, "round": round_id,
                "wall_s": wall_s, "next_event_id": self.next_event_id,
                "events": [asdict(e) for e in self.events.values()],
                "parent": None if lease is None or not math.isfinite(lease.cap_w) else {
@@ -462,50 +532,59 @@ class Coordinator:
                       "action": "cold start: every member counted at its maximum until it reports"})
             return False
         try:
-            if doc.get("version") != JOURNAL_VERSION or doc.get("name") != self.cfg.name:
-                raise ValueError(f"version {doc.get('version')} / name {doc.get('name')!r}")
+            if not isinstance(doc, dict) or doc.get("version") != JOURNAL_VERSION or doc.get("name") != self.cfg.name:
+                got = (doc.get("version"), doc.get("name")) if isinstance(doc, dict) else type(doc).__name__
+                raise ValueError(f"not a version-{JOURNAL_VERSION} journal of {self.cfg.name!r}: {got}")
             now, wall = self.clock(), self.wall()
-            for name, row in doc["nodes"].items():
+            saved_wall = float(doc["wall_s"])
+            nodes = doc["nodes"]
+            if not isinstance(nodes, dict):
+                raise TypeError("nodes is not a mapping")
+            rows = {}
+            for name, row in nodes.items():
                 i = self.index.get(name)
                 if i is None:
                     continue  # removed from the cluster file since
                 held, sent, hold, issued, last_wall, seq, boot = row
-                self.held_w[i] = _unnum(held, math.inf)
-                self.sent_w[i] = _unnum(sent, math.nan)
-                self.hold_w[i] = _unnum(hold, math.inf)
-                self.issued_w[i] = _unnum(issued, math.nan)
-                self.last_report_s[i] = -math.inf if last_wall is None else now - (wall - float(last_wall))
-                self.seq[i] = int(seq)
-                self.boot_id[i] = str(boot)
-            self.round = int(doc["round"])
-            self.next_event_id = int(doc["next_event_id"])
-            self.events = {int(e["id"]): Event(**e) for e in doc["events"]}
+                rows[i] = (_unnum(held, math.inf), _unnum(sent, math.nan), _unnum(hold, math.inf),
+                           _unnum(issued, math.nan), None if last_wall is None else float(last_wall), int(seq),
+                           str(boot))
+            events = {}
+            for e in doc["events"]:
+                ev = Event(int(e["id"]), str(e["kind"]), float(e["fraction"]),
+                           None if e["group"] is None else str(e["group"]), float(e["start_wall_s"]),
+                           float(e["deadline_wall_s"]), None if e["end_wall_s"] is None else float(e["end_wall_s"]))
+                if ev.kind not in ("grid_cut", "cooling_failure") or not 0.0 < ev.fraction < 1.0 or (
+                        ev.group is not None and not self.spec.groups_of(ev.group).any()):
+                    raise ValueError(f"event {e!r}")
+                events[ev.id] = ev
+            round_id, next_id = int(doc["round"]), int(doc["next_event_id"])
             parent = doc.get("parent")
-            if parent and self.parent_lease is not None:
-                lease = self.parent_lease
-                lease.base_w, lease.decay_s = float(parent["base_w"]), float(parent["decay_s"])
-                lease.set(float(parent["cap_w"]), float(parent["issued_s"]), float(parent["lease_s"]))
-                self.parent_round = int(parent["round"])
-        except (KeyError, TypeError, ValueError) as exc:
+            parent_vals = None if not parent else (float(parent["base_w"]), float(parent["decay_s"]),
+                                                   float(parent["cap_w"]), float(parent["issued_s"]),
+                                                   float(parent["lease_s"]), int(parent["round"]))
+        except (KeyError, TypeError, ValueError, ConfigError) as exc:
             self.log({"event": "journal_unreadable", "path": str(path), "error": f"{type(exc).__name__}: {exc}",
                       "action": "cold start: every member counted at its maximum until it reports"})
-            self.__init_state()
             return False
+        # Everything parsed: only now change state (a half-read journal would mix two states).
+        for i, (held, sent, hold, issued, last_wall, seq, boot) in rows.items():
+            self.held_w[i], self.sent_w[i], self.issued_w[i] = held, sent, issued
+            # The member may hold the last cap decided for it even if no answer carried it yet.
+            self.hold_w[i] = max(hold, issued) if math.isfinite(issued) else hold
+            self.last_report_s[i] = -math.inf if last_wall is None else now - (wall - last_wall)
+            self.seq[i] = seq
+            self.boot_id[i] = boot
+        self.round, self.next_event_id, self.events = round_id, next_id, events
+        if parent_vals is not None and self.parent_lease is not None:
+            lease = self.parent_lease
+            lease.base_w, lease.decay_s = parent_vals[0], parent_vals[1]
+            lease.set(parent_vals[2], parent_vals[3], parent_vals[4])
+            self.parent_round = parent_vals[5]
         self._events_version += 1
         self.log({"event": "journal_recovered", "path": str(path), "round": self.round,
-                  "events": len(self.events), "age_s": round(self.wall() - float(doc["wall_s"]), 3)})
+                  "events": len(self.events), "age_s": round(self.wall() - saved_wall, 3)})
         return True
-
-    def __init_state(self) -> None:
-        n = self.n
-        self.last_report_s[:] = -math.inf
-        self.held_w[:] = math.inf
-        self.sent_w[:] = math.nan
-        self.hold_w[:] = math.inf
-        self.issued_w[:] = math.nan
-        self.seq[:] = -1
-        self.boot_id = [""] * n
-        self.events = {}
 
     # -- status ------------------------------------------------------------------------------------
     def status(self, nodes: bool = False) -> dict[str, Any]:

@@ -14,6 +14,8 @@ import math
 import sys
 from typing import Any
 
+import numpy as np
+
 from powerrl.errors import ConfigError, PowerrlError
 from powerrl.runtime.cluster import DEFAULT_PORT, ClusterSpec, load_cluster
 
@@ -55,14 +57,21 @@ def _check(args: argparse.Namespace) -> int:
     token = read_token(cfg.api.token_file, TOKEN_ENV, "api.token_file", spec.source)
     busy = float(spec.busy_w.sum())
     base = float(coord.base_w.sum())
-    lines = [f"cluster {cfg.name}: {spec.n} nodes, budget {cfg.budget_w:g} W (busy power {busy:.0f} W, "
-             f"guaranteed bases {base:.0f} W)",
+    usable = cfg.budget_w * (1.0 - coord.shield_cfg.budget.reserve_frac)
+    lines = [f"cluster {cfg.name}: {spec.n} nodes, budget {cfg.budget_w:g} W ({usable:.0f} W after the shield's "
+             f"reserve; busy power {busy:.0f} W, guaranteed bases {base:.0f} W)",
              f"levels: {', '.join(f'{lv.name} ({lv.n_groups})' for lv in spec.levels) or 'none'}",
              f"allocator: {cfg.allocator}; shield: {cfg.shield}; round {cfg.round_s:g} s",
              f"api: {cfg.api.listen}:{cfg.api.port}, auth {'token' if token else 'none (loopback only)'}"]
     problems = []
-    if base > cfg.budget_w:
-        problems.append(f"the guaranteed bases ({base:.0f} W) exceed the budget: emergency floors will be used")
+    if base > usable:
+        problems.append(f"the guaranteed bases ({base:.0f} W) exceed the budget less its reserve ({usable:.0f} W): "
+                        "emergency floors will be used")
+    for level, names in zip(spec.levels, spec.group_names, strict=True):
+        sums = np.bincount(level.group_of_node, weights=coord.base_w, minlength=level.n_groups)
+        for g in np.flatnonzero(sums > level.limit_w):
+            problems.append(f"{level.name} {names[g]}: guaranteed bases {sums[g]:.0f} W exceed its limit "
+                            f"{level.limit_w[g]:.0f} W")
     if token is None and not is_loopback(cfg.api.listen):
         problems.append(f"api.listen {cfg.api.listen} needs a token (api.token_file or ${TOKEN_ENV})")
     for line in lines:
@@ -80,12 +89,20 @@ def _member(args: argparse.Namespace) -> int:
 
 
 def member_entry(spec: ClusterSpec, priority: int, group: str | None) -> dict[str, Any]:
-    """The parent's node entry for this coordinator: its summed idle and busy power, W."""
+    """The parent's node entry for this coordinator: its summed idle, busy and guaranteed base power, W.
+
+    The base is this coordinator's own (its members' bases under its shield), rounded up: the
+    parent must never count the rack below what the rack guarantees its members.
+    """
+    from powerrl.runtime.coordinator import Coordinator
+
     cfg = spec.config
     if cfg.parent is None:
         raise ConfigError("parent", None, "a parent: section (url, name) in the cluster file", spec.source)
+    base_w = float(Coordinator(spec, journal=False).base_w.sum())
     entry: dict[str, Any] = {"name": cfg.parent.name, "priority": priority,
-                             "idle_w": round(float(spec.idle_w.sum()), 1), "busy_w": round(float(spec.busy_w.sum()), 1)}
+                             "idle_w": round(float(spec.idle_w.sum()), 1), "busy_w": round(float(spec.busy_w.sum()), 1),
+                             "base_w": math.ceil(base_w * 10) / 10}
     if group:
         entry["group"] = group
     return entry
@@ -103,8 +120,8 @@ def _client(args: argparse.Namespace) -> tuple[Any, str]:
     if args.config:
         spec = load_cluster(args.config)
         host = spec.config.api.listen
-        host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        url = url or f"http://{host}:{spec.config.api.port}"
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        url = url or f"http://{f'[{host}]' if ':' in host else host}:{spec.config.api.port}"
         token_file = token_file or spec.config.api.token_file
     url = url or f"http://127.0.0.1:{DEFAULT_PORT}"
     if not url.startswith(("http://", "https://")):
@@ -139,6 +156,8 @@ def _event(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"kind": kind}
     if kind == "grid_cut" and args.percent is None:
         raise ConfigError("--percent", None, "the share of the budget to shed, e.g. --percent 20")
+    if kind == "cooling_failure" and args.within_s:
+        raise ConfigError("--within-s", args.within_s, "no --within-s for a cooling failure (it is in force at once)")
     if kind != "clear":
         if args.percent is not None:
             if not 0 < args.percent < 100:

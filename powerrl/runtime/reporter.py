@@ -201,6 +201,11 @@ class CoordinatorReporter:
             held_w, held_round = self._held_cap()
         else:
             held_w, held_round = (math.inf, -1) if taken is None else (taken.cap_w, taken.round)
+        with self._lock:
+            pending = self._pending
+        if pending is not None and math.isfinite(held_w) and pending[0].cap_w > held_w:
+            # A grant the loop has not applied yet will be in force soon: report the larger one.
+            held_w, held_round = pending[0].cap_w, pending[0].round
         held = held_w if math.isfinite(held_w) else None
         # Clamped into the schema's ranges: an odd sensor value must not make every report invalid.
         return NodeReport(node=self.node, boot_id=self.boot_id, seq=seq, power_w=_clamp(power, 0.0, MAX_NODE_W),

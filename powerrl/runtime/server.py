@@ -125,7 +125,8 @@ class Gate:
         if not self._authorized(headers):
             self.on_reject()
             await _error(401, "missing or wrong token", "send 'Authorization: Bearer <token>' with the coordinator's "
-                         "shared token (agent.coordinator.token_file on the node)")(scope, receive, send)
+                         "shared token (node agents: agent.coordinator.token_file; powerrl coordinator event/status: "
+                         f"--token-file or ${TOKEN_ENV})")(scope, receive, send)
             return
         for name, value in headers:
             if name == b"content-length":
@@ -136,21 +137,31 @@ class Gate:
                 if too_big:
                     await self._reject(scope, receive, send)
                     return
-        seen = 0
-
-        async def limited() -> dict[str, Any]:
-            nonlocal seen
+        # Read the whole (small) body here, counting as it streams: a chunked body without a
+        # Content-Length is cut off at max_bytes, and the app then reads it from memory.
+        chunks, seen = [], 0
+        while True:
             msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return msg
+            if msg["type"] != "http.request":
+                return  # the client went away
+            body = msg.get("body", b"")
+            seen += len(body)
+            if seen > self.max_bytes:
+                await self._reject(scope, receive, send)
+                return
+            chunks.append(body)
+            if not msg.get("more_body", False):
+                break
+        replayed = False
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await self._reject(scope, receive, send)
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
     async def _reject(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.on_reject()
@@ -159,20 +170,19 @@ class Gate:
         await resp(scope, receive, send)
 
 
-class _TooLarge(Exception):
-    pass
-
-
 def create_app(coord: Coordinator, token: str | None, max_body_bytes: int | None = None,
-               round_loop: bool = False) -> Any:
-    """The FastAPI app serving ``coord`` (``round_loop``: also run its rounds and parent link)."""
+               round_loop: bool = False, parent: ParentLink | None = None) -> Any:
+    """The FastAPI app serving ``coord`` (``round_loop``: also run its rounds, and report to ``parent``)."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
-        task = asyncio.create_task(run_rounds(coord)) if round_loop else None
+        started = time.monotonic()
+        app.state.started = started
+        task = asyncio.create_task(run_rounds(coord, parent)) if round_loop else None
+        app.state.round_task = task
         try:
             yield
         finally:
@@ -219,15 +229,31 @@ def create_app(coord: Coordinator, token: str | None, max_body_bytes: int | None
         except EventError as exc:
             coord.rejected += 1
             return _error(400, str(exc), "fix the event's fields; nothing was changed")
+        except OSError as exc:
+            return _error(503, f"the round could not be journaled ({exc})", "free space or fix permissions at the "
+                          "journal path and declare the event again; nothing was changed")
         return _raw_json(answer.model_dump_json())
 
     @app.get(f"{API_PREFIX}/status", response_model=None)
     async def status(nodes: bool = False) -> Any:
         return _raw_json(json.dumps(coord.status(nodes=nodes), allow_nan=False, default=_jsonable))
 
-    @app.get(f"{API_PREFIX}/health", response_model=None)
+    @app.api_route(f"{API_PREFIX}/health", methods=["GET", "HEAD"], response_model=None)
     async def health() -> Any:
-        return _raw_json(json.dumps({"ok": True, "api": API_VERSION, "name": coord.cfg.name, "round": coord.round}))
+        # Unhealthy when rounds stopped (a dead round task, a journal that cannot be written): members
+        # then keep their last caps and decay to their bases, and a supervisor should restart us.
+        body: dict[str, Any] = {"ok": True, "api": API_VERSION, "name": coord.cfg.name, "round": coord.round}
+        if round_loop:
+            task = getattr(app.state, "round_task", None)
+            since = max(coord.last_round_s, getattr(app.state, "started", time.monotonic()))
+            late_s = time.monotonic() - since
+            if task is None or task.done() or late_s > 3 * coord.cfg.round_s + 2.0:
+                body.update(ok=False, error=f"no round for {late_s:.1f} s", fix="see the coordinator's log "
+                            "(round_failed, journal_write_failed) and restart it")
+                from fastapi.responses import JSONResponse
+
+                return JSONResponse(body, status_code=503)
+        return _raw_json(json.dumps(body))
 
     def count_reject() -> None:
         coord.rejected += 1
@@ -252,10 +278,9 @@ def _raw_json(text: str) -> Any:
     return Response(text, media_type="application/json")
 
 
-async def run_rounds(coord: Coordinator) -> None:
-    """Run a round every ``round_s`` on absolute deadlines; report to the parent after each one."""
+async def run_rounds(coord: Coordinator, parent: ParentLink | None = None) -> None:
+    """Run a round every ``round_s`` on absolute deadlines; report to ``parent`` after each one."""
     period = coord.cfg.round_s
-    parent = ParentLink(coord) if coord.cfg.parent is not None else None
     next_t = time.monotonic() + period
     try:
         while True:
@@ -317,7 +342,10 @@ class ParentLink:
                 coord.log({"event": "parent_reachable", "url": self.url})
             self.reachable = True
             if coord.apply_parent_grant(grant):
-                coord.run_round(reason="parent_cut")
+                try:
+                    coord.run_round(reason="parent_cut")
+                except Exception as exc:  # noqa: BLE001 - the timer's next round tries again
+                    coord.log({"event": "round_failed", "error": f"{type(exc).__name__}: {exc}"})
         except (httpx.HTTPError, RuntimeError, ValueError) as exc:
             if self.reachable is not False:
                 coord.log({"event": "parent_unreachable", "url": self.url, "error": f"{type(exc).__name__}: {exc}",
@@ -375,7 +403,9 @@ def serve(spec: ClusterSpec, *, host: str | None = None, port: int | None = None
                           f"({TOKEN_FIX})", spec.source)
     log = JsonLog(log_path or cfg.log)
     coord = Coordinator(spec, journal=journal, log=log)
-    app = create_app(coord, token, round_loop=True)
+    # Built before serving: a bad parent token must stop the start, not the round task later.
+    parent = ParentLink(coord) if cfg.parent is not None else None
+    app = create_app(coord, token, round_loop=True, parent=parent)
     loop = "uvloop" if _has("uvloop") else "asyncio"
     http = "httptools" if _has("httptools") else "h11"
     config = uvicorn.Config(app, host=host, port=port, loop=loop, http=http, log_level="warning", access_log=False,

@@ -291,12 +291,13 @@ def test_a_grant_reaches_rapl_between_periods(tree: Path, kernel: FakeKernel, ma
     agent = make_agent(coord)
     assert agent.reporter is not None and agent.reporter.node == "n1"
     ticks(agent, kernel, 3)
-    assert limits(tree) == [ORIGINAL_UW] * 2  # no cap yet
+    # Before the first answer the node holds its guaranteed base (split over the two packages).
+    assert sum(limits(tree)) == pytest.approx(agent.base_w * 1e6, abs=2e6)
     assert agent.reporter.report_once() is not None
     body = coord.bodies()[0]
     assert coord.requests[0].headers["Authorization"] == "Bearer env-token"
     # Node power: the sum over domains of the ticks' readings (the first tick has no rate yet).
-    assert 10.0 < body["power_w"] < 500.0 and 0.0 < body["util"] <= 1.0 and body["load"] > 0.0
+    assert 10.0 < body["power_w"] < 500.0 and 0.0 <= body["util"] <= 1.0 and body["load"] >= 0.0
     assert body["priority"] == agent.host.host.priority and body["temp_c"] is not None
     assert agent._cap_signal  # the loop is woken, as by SIGUSR1
     assert agent.cap_tick() is not None  # what the woken loop runs
@@ -351,11 +352,12 @@ def test_the_operator_cap_and_the_coordinator_cap_combine_as_the_lower(
     coord = FakeCoordinator(grant(300.0), grant(150.0))
     agent = make_agent(coord)
     ticks(agent, kernel, 2)
-    write_cap_file(agent.state, 200.0, issued_s=T0)  # the operator's, held until replaced
+    assert limits(tree) == split_uw(agent, agent.base_w)  # before any answer: the guaranteed base
+    agent.reporter.report_once()  # 300 W
+    assert agent.cap_tick() is not None and agent.coord_caps.cap_w == 300.0
+    assert limits(tree) == split_uw(agent, 300.0)
+    write_cap_file(agent.state, 200.0, issued_s=T0)  # the operator's, held until replaced: now the lower
     assert agent.cap_tick() is not None
-    assert limits(tree) == split_uw(agent, 200.0)
-    agent.reporter.report_once()  # 300 W: above the operator's, nothing changes
-    assert agent.cap_tick() is None and agent.coord_caps.cap_w == 300.0
     assert limits(tree) == split_uw(agent, 200.0)
     agent.reporter.report_once()  # 150 W: now the lower
     assert agent.cap_tick() is not None
