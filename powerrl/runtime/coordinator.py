@@ -152,6 +152,9 @@ class Coordinator:
         self.sent_w = np.full(n, math.nan)  # cap in the last answer (NaN: none yet)
         self.hold_w = np.full(n, math.inf)  # most the member may hold now (inf: uncapped)
         self.issued_w = np.full(n, math.nan)  # latest decision (NaN: none yet)
+        #: Whether the latest decision lets a member rise above the least it may hold; a member that
+        #: may not is never sent more than the cap it reports holding (its lease may have decayed).
+        self.may_rise = np.zeros(n, dtype=bool)
         self.counted_w = self.node_max_w.copy()  # what the last round counted each member at
         self.state = np.ones(n, dtype=np.int8)  # 0 ok, 1 silent, 2 lost (last round; silent before one)
         self.round = 0
@@ -226,10 +229,14 @@ class Coordinator:
             self.held_w[i] = held
             self.held_round[i] = rep.cap_round
         sent = float(self.issued_w[i])
+        reported = math.inf if rep.cap_w is None else float(rep.cap_w)
         if math.isnan(sent):
             # No decision yet (a cold start): keep what it holds, or its max cap if it holds none
-            # (a cut: an uncapped node can draw its busy power). Never a raise before a round.
-            sent = held if math.isfinite(held) else float(self.max_w[i])
+            # (a cut: an uncapped node can draw its busy power). Never a rise before a round.
+            sent = reported if math.isfinite(reported) else float(self.max_w[i])
+        elif not self.may_rise[i]:
+            # Not granted a rise: never more than it holds now (a decayed lease included).
+            sent = min(sent, reported)
         self.sent_w[i] = sent
         # Until its next report the member holds what it reported or what it is sent now.
         self.hold_w[i] = max(held if fresh else self.hold_w[i], sent)
@@ -299,13 +306,16 @@ class Coordinator:
         cooling = any(e.kind == "cooling_failure" for e in self.events.values())
         safe, events = self.shield.filter(request, measured, budget, time_s=wall, announced_budget_w=announced,
                                           deadline_s=deadline, emergency=cooling)
-        caps = self.gate(safe, hold)
+        low = np.minimum(np.where(np.isfinite(self.held_w), self.held_w, self.node_max_w),
+                         np.where(np.isnan(self.sent_w), np.inf, self.sent_w))
+        caps, may_rise = self.gate_rises(safe, hold, np.where(pinned, counted, low))
         # A member we cannot hear from is sent no more than it may hold already: when it (or every
-        # member, after a coordinator stall) reports again, that is no raise. Counting it at its
+        # member, after a coordinator stall) reports again, that is no rise. Counting it at its
         # maximum meanwhile covers an agent that died and left its node uncapped.
         finite = np.isfinite(self.hold_w)
         keep = np.where(finite, np.minimum(self.hold_w, self.max_w), self.base_w)
         caps = np.where(pinned, np.minimum(keep, counted), caps)
+        may_rise &= ~pinned
         # Journal first: a cap nobody can recover after a crash must not go out.
         try:
             self._write_journal(wall, self.round + 1, caps)
@@ -316,6 +326,7 @@ class Coordinator:
             raise
         self.round += 1
         self.issued_w[:] = caps
+        self.may_rise[:] = may_rise
         self.counted_w[:] = counted
         self.state[:] = state
         self.last_round_s = now
@@ -336,28 +347,49 @@ class Coordinator:
             self.log(summary)
         return summary
 
-    def gate(self, safe_w: np.ndarray, hold_w: np.ndarray) -> np.ndarray:
-        """Caps to send: cuts at once, raises only as far as every scope's ``sum(max(hold, cap))`` fits.
+    def gate(self, safe_w: np.ndarray, hold_w: np.ndarray, low_w: np.ndarray | None = None) -> np.ndarray:
+        """Caps to send (:meth:`gate_rises` without the per-member permission to rise)."""
+        return self.gate_rises(safe_w, hold_w, low_w)[0]
 
-        Per scope ``S`` (each group of each level, the non-Critical nodes, the facility), raises are
-        scaled by ``clip(sum_S(safe - hold) / sum_S(raises), 0, 1)``; a member takes the smallest
-        factor of its scopes. Then ``sum_S max(hold, cap) <= sum_S safe`` for every scope, and the
-        shield already made ``sum_S safe`` fit the scope's limit.
+    def gate_rises(self, safe_w: np.ndarray, hold_w: np.ndarray, low_w: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Caps to send and which members may rise: cuts at once, rises only as far as they are funded.
+
+        A member may hold any cap between ``low_w`` (the lower of the cap it reported and the cap it
+        was sent) and ``hold_w`` (the higher one) until its next report. Per scope ``S`` (each group
+        of each level, the non-Critical nodes, the facility):
+
+        * a scope whose members may hold more than its safe caps (``sum_S hold > sum_S safe``: a
+          cold start, a limit that just dropped, cuts on their way) is *over*: none of its members
+          is sent more than ``low_w``, so what they hold can only fall;
+        * otherwise a member may go back up to ``min(safe, hold)`` (already counted in ``hold``), and
+          rises above ``hold`` are scaled by ``clip(sum_S(safe - hold) / sum_S(rises), 0, 1)``, so
+          ``sum_S max(hold, cap) <= sum_S safe``, which the shield made fit the scope's limit.
+
+        A member takes the tightest of its scopes. ``low_w`` defaults to ``hold_w``.
         """
-        delta = safe_w - hold_w
-        up = np.where(delta > 0, delta, 0.0)
-        if not up.any():
-            return safe_w.copy()
+        low = hold_w if low_w is None else np.minimum(low_w, hold_w)
+        over_hold = np.maximum(safe_w - hold_w, 0.0)  # a rise above anything it may hold
+        back_up = np.maximum(np.minimum(safe_w, hold_w) - low, 0.0)  # back up within what it may hold
+        caps = np.minimum(safe_w, low)
+        if not (over_hold.any() or back_up.any()):
+            return caps, np.zeros(self.n, dtype=bool)
         factor = np.ones(self.n)
+        allow = np.ones(self.n, dtype=bool)
+        delta = safe_w - hold_w
         for group, n_groups, skip in self._scopes:
             net = np.bincount(group, weights=delta, minlength=n_groups)
-            raise_w = np.bincount(group, weights=up, minlength=n_groups)
+            rises = np.bincount(group, weights=over_hold, minlength=n_groups)
+            total = np.bincount(group, weights=safe_w, minlength=n_groups)
             with np.errstate(divide="ignore", invalid="ignore"):
-                f = np.where(raise_w > 0, np.clip(net / raise_w, 0.0, 1.0), 1.0)
+                f = np.where(rises > 0, np.clip(net / rises, 0.0, 1.0), 1.0)
+            ok = net >= -1e-9 * np.maximum(1.0, total)
             if skip is not None:
-                f[skip] = 1.0
+                f[skip], ok[skip] = 1.0, True
             factor = np.minimum(factor, f[group])
-        return np.where(delta > 0, hold_w + factor * up, safe_w)
+            allow &= ok[group]
+        caps = caps + np.where(allow, back_up + factor * over_hold, 0.0)
+        return caps, allow & (caps > low)
 
     def _gating_scopes(self) -> list[tuple[np.ndarray, int, int | None]]:
         scopes: list[tuple[np.ndarray, int, int | None]] = [(lv.group_of_node, lv.n_groups, None)
