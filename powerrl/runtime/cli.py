@@ -16,20 +16,11 @@ from typing import Any
 from powerrl.errors import ConfigError
 from powerrl.hw.safety import powerrl_process_alive
 from powerrl.hw.sysfs import SysfsRoot
+from powerrl.runtime.cli_args import port
 from powerrl.runtime.config import HostFile, load_host_file
 
 #: The policy ``powerrl agent run`` drives when neither --policy nor --controller is given.
 DEFAULT_POLICY = "nodedvfs-v0"
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is outside 0-65535 (0 turns metrics off)")
-    return port
 
 
 def _shipped_policy(name: str) -> str:
@@ -237,7 +228,7 @@ def register(subparsers: Any) -> None:
     run.add_argument("--period-ms", type=float, help="control period, ms (default agent.period_ms, 100)")
     run.add_argument("--duration-s", type=float, help="stop after this many seconds (default: run until signalled)")
     run.add_argument("--log", metavar="FILE", help="JSON-lines log (default agent.log, or standard output)")
-    run.add_argument("--metrics-port", type=_port, metavar="PORT",
+    run.add_argument("--metrics-port", type=port, metavar="PORT",
                      help="Prometheus port on agent.metrics.address (default agent.metrics.port; 0 = off)")
     run.add_argument("--coordinator", metavar="URL",
                      help="report to the cluster coordinator at URL (http(s)://host:port) and apply the caps it "

@@ -17,27 +17,8 @@ from typing import Any
 import numpy as np
 
 from powerrl.errors import ConfigError, PowerrlError
+from powerrl.runtime.cli_args import non_negative, port
 from powerrl.runtime.cluster import DEFAULT_PORT, ClusterSpec, load_cluster
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is outside 0-65535")
-    return port
-
-
-def _positive(text: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(x) and x >= 0):
-        raise argparse.ArgumentTypeError(f"{text} is not a finite number >= 0")
-    return x
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -219,7 +200,7 @@ def register(subparsers: Any) -> None:
                          "A restart reads the journal back, so no cap in force is forgotten.")
     run.add_argument("--config", required=True, metavar="CLUSTER.yaml", help="cluster file (kind: cluster)")
     run.add_argument("--listen", metavar="ADDR", help="override api.listen (anything but loopback needs a token)")
-    run.add_argument("--port", type=_port, help="override api.port (0: any free port)")
+    run.add_argument("--port", type=port, help="override api.port (0: any free port)")
     run.add_argument("--journal", metavar="FILE", help="override journal")
     run.add_argument("--log", metavar="FILE", help="JSON-lines log (default: the file's log, or standard output)")
     run.set_defaults(func=_run)
@@ -242,7 +223,7 @@ def register(subparsers: Any) -> None:
         q.add_argument("--config", metavar="CLUSTER.yaml", help="take the address and token file from this file")
         q.add_argument("--url", metavar="URL", help=f"coordinator URL (default http://127.0.0.1:{DEFAULT_PORT})")
         q.add_argument("--token-file", metavar="FILE", help="shared token (else $POWERRL_COORDINATOR_TOKEN)")
-        q.add_argument("--timeout-s", type=_positive, default=5.0, help="HTTP timeout, s (default 5)")
+        q.add_argument("--timeout-s", type=non_negative, default=5.0, help="HTTP timeout, s (default 5)")
         q.add_argument("--json", action="store_true", help="print the answer as JSON")
 
     ev = sub.add_parser("event", help="declare an emergency (grid-cut, cooling-failure) or clear one",
@@ -253,9 +234,9 @@ def register(subparsers: Any) -> None:
                     "(or the facility's) drops by --percent (default cooling_failure_cut) at once; clear: end --id "
                     "or every event")
     ev.add_argument("--percent", type=float, help="share to shed, %% (grid-cut: required)")
-    ev.add_argument("--within-s", type=_positive, default=0.0, help="grid-cut: seconds until in force (default 0)")
+    ev.add_argument("--within-s", type=non_negative, default=0.0, help="grid-cut: seconds until in force (default 0)")
     ev.add_argument("--group", metavar="GROUP", help="cooling-failure: the rack/PDU that lost cooling")
-    ev.add_argument("--duration-s", type=_positive, help="end the event by itself after this long (default: clear)")
+    ev.add_argument("--duration-s", type=non_negative, help="end the event by itself after this long (default: clear)")
     ev.add_argument("--id", type=int, help="clear: the event id (default: all)")
     client_args(ev)
     ev.set_defaults(func=_event)
