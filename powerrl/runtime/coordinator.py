@@ -235,8 +235,9 @@ class Coordinator:
             # (a cut: an uncapped node can draw its busy power). Never a rise before a round.
             sent = reported if math.isfinite(reported) else float(self.max_w[i])
         elif not self.may_rise[i]:
-            # Not granted a rise: never more than it holds now (a decayed lease included).
-            sent = min(sent, reported)
+            # Not granted a rise: never more than it holds now (a decayed lease included; a stale
+            # report's cap may be older than the one it holds, so the lower of the two).
+            sent = min(sent, reported if fresh else min(reported, float(self.held_w[i])))
         self.sent_w[i] = sent
         # Until its next report the member holds what it reported or what it is sent now.
         self.hold_w[i] = max(held if fresh else self.hold_w[i], sent)
