@@ -60,6 +60,12 @@ def _tail(path: Path, n: int) -> str:
     return "\n".join(lines[-n:]) or f"({path.name} empty)"
 
 
+@pytest.fixture
+def wait_for() -> Callable[..., Any]:
+    """:func:`wait_until`, for test modules (this conftest cannot be imported: tests/ is not a package)."""
+    return wait_until
+
+
 class Procs:
     """Registry of the processes a test started; :meth:`kill_all` runs at teardown."""
 

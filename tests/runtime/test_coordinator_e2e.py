@@ -24,17 +24,6 @@ from powerrl.runtime.caps import CapLease
 
 START_S = 60.0  # a subprocess's imports, on a loaded CI box
 
-
-def wait_until(fn: Any, timeout_s: float, what: str, diag: Any = lambda: "") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        got = fn()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}\n{diag()}")
-        time.sleep(0.05)
-
 TOKEN = "e2e-token-0123456789abcdef"
 ROUND_S = 0.2
 FAULTS = {"lease_s": 1.0, "decay_s": 1.0, "node_timeout_s": 4.0}
@@ -131,7 +120,8 @@ def _log(path: Path) -> list[dict[str, Any]]:
         return []
 
 
-def test_hierarchy_grid_cut_parent_crash_and_restart(tmp_path: Path, procs: Any) -> None:
+def test_hierarchy_grid_cut_parent_crash_and_restart(tmp_path: Path, procs: Any, wait_for: Any) -> None:
+    wait_until = wait_for
     (tmp_path / "token").write_text(TOKEN + "\n", encoding="utf-8")
     ports = {k: free_port() for k in ("top", "a", "b")}
     urls = {k: f"http://127.0.0.1:{p}" for k, p in ports.items()}
@@ -229,7 +219,8 @@ def _rapl_limits_w(root: Any) -> list[float]:
 
 
 def test_agent_takes_caps_over_http_and_decays_to_its_base_when_the_coordinator_dies(
-        tmp_path: Path, procs: Any, fake_tree: Any, fake_kernel: Any, host_yaml: Path) -> None:
+        tmp_path: Path, procs: Any, fake_tree: Any, fake_kernel: Any, host_yaml: Path, wait_for: Any) -> None:
+    wait_until = wait_for
     (tmp_path / "token").write_text(TOKEN + "\n", encoding="utf-8")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
