@@ -289,7 +289,11 @@ class Coordinator:
         now, wall = self.clock(), self.wall()
         self._expire_events(wall)
         state, counted = self.classify(now)
-        pinned = state != 0
+        # Pinned: members we cannot hear from, and members that hold no cap (a cold start, a dry-run
+        # agent, a node without writable RAPL limits): no cap we allocate them would bind, so the
+        # shield counts them at their power and the allocation is among the others. Left in the
+        # allocation, an uncapped member's unmet cut would hold every scope "over" for good.
+        pinned = (state != 0) | ~np.isfinite(self.hold_w)
         self._set_topology(pinned, counted)
         budget, announced, deadline = self.budget_w(wall)
         measured = np.where(pinned, counted, self.power_w)

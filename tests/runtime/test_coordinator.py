@@ -1111,7 +1111,7 @@ def test_child_silent_at_the_parent_is_counted_at_its_max() -> None:
 
 def test_parent_grant_lease_expiry_decays_the_childs_budget_to_its_base() -> None:
     h = Hierarchy(parent_budget_w=1500.0)
-    for _ in range(4):
+    for _ in range(8):
         h.step()
     grant = h.grants[0]
     assert grant is not None

@@ -213,3 +213,21 @@ def test_check_flags_a_group_whose_guaranteed_bases_exceed_its_limit(tmp_path: P
     assert main(["coordinator", "check", "--config", str(path)]) == 1
     out = capsys.readouterr().out
     assert "rack r0: guaranteed bases 400 W exceed its limit 300 W" in out
+
+
+def test_a_member_that_holds_no_cap_is_counted_at_its_maximum_and_does_not_freeze_the_others() -> None:
+    """A dry-run agent reports no cap forever: pinned at its busy power, the others still rise to their share."""
+    coord, clock, _ = coordinator(budget_w=800.0)
+    for r in range(8):
+        for i, name in enumerate(coord.spec.names):
+            held = None if i == 0 or math.isnan(coord.sent_w[i]) else float(coord.sent_w[i])
+            coord.report(rep(name, r, cap_w=held))
+        coord.run_round()
+        clock.t += 1.0
+    assert coord.counted_w[0] == pytest.approx(coord.node_max_w[0])
+    # The others share what is left of the budget after n-0's 300 W (less the 2 % reserve) -- not frozen
+    # at what they held when the allocation started.
+    room = 800.0 * 0.98 - coord.node_max_w[0]
+    assert coord.issued_w[1:].sum() == pytest.approx(room, rel=1e-3)
+    # Their caps plus n-0's maximum fit the budget.
+    assert coord.issued_w[1:].sum() + coord.node_max_w[0] <= 800.0
