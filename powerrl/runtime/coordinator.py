@@ -44,7 +44,7 @@ from powerrl.errors import ConfigError, PowerrlError
 from powerrl.hw.safety import write_atomically
 from powerrl.runtime.allocator import Allocator
 from powerrl.runtime.caps import CapLease
-from powerrl.runtime.cluster import ClusterSpec
+from powerrl.runtime.cluster import TIMEOUT_MARGIN_S, ClusterSpec
 from powerrl.runtime.protocol import API_VERSION, CapGrant, EventAnswer, EventRequest, NodeReport
 from powerrl.shield.budget import GroupLevel, PowerTopology
 from powerrl.shield.caps import CapShield
@@ -64,6 +64,10 @@ BOOTS_KEPT = 4
 JOURNAL_VERSION = 1
 #: Round latencies kept for the status percentiles.
 LATENCY_WINDOW = 1000
+
+
+class StaleReport(PowerrlError):
+    """A report older than one already taken (an earlier seq, or a previous boot): answered with no cap."""
 
 
 class UnknownNode(PowerrlError):
@@ -180,6 +184,7 @@ class Coordinator:
         self._scopes = self._gating_scopes()
         self.silent_after_s = max(SILENT_AFTER_ROUNDS * cfg.round_s, SILENT_AFTER_MIN_S)
         self.last_round_s = -math.inf  # monotonic time of the last completed round
+        self.lost_not_before_s = -math.inf  # monotonic; set by a restart from the journal
         self.recovered = self._load_journal() if self.journal_path is not None else False
 
     # -- members -----------------------------------------------------------------------------------
@@ -188,6 +193,8 @@ class Coordinator:
 
         Raises:
             UnknownNode: the name is not in the cluster file (nothing changes).
+            StaleReport: a report from an earlier boot, or not newer than the last one taken
+                (nothing changes, no cap is sent: the member keeps what it holds).
         """
         i = self.index.get(rep.node)
         if i is None:
@@ -198,36 +205,41 @@ class Coordinator:
         held = math.inf if rep.cap_w is None else float(rep.cap_w)
         new_boot = rep.boot_id != self.boot_id[i]
         if new_boot and rep.boot_id in self.old_boots[i]:
-            # An older boot's report, delayed, or a second agent under this name: stale. It may
-            # still act on the answer, so what it is sent counts in the hold below.
+            # An older boot's report, delayed, or a second agent under this name.
+            self.rejected += 1
             self.log({"event": "stale_boot", "node": rep.node, "boot_id": rep.boot_id,
                       "current": self.boot_id[i], "fix": "one agent per node name (agent.coordinator.node)"})
-            fresh = False
-        else:
-            fresh = new_boot or rep.seq > self.seq[i]
-        if fresh:
-            if new_boot:
-                if self.boot_id[i]:
-                    self.old_boots[i] = ([self.boot_id[i]] + self.old_boots[i])[:BOOTS_KEPT]
-                # A new boot proves nothing about caps the previous process may still have in force.
-                held = max(held, float(self.hold_w[i]))
-            self.boot_id[i] = rep.boot_id
-            self.seq[i] = rep.seq
-            self.last_report_s[i] = now
-            power = float(rep.power_w)
-            if power > 1.5 * self.node_max_w[i]:
-                # A meter glitch (or a bug) would otherwise read as facility-wide over-consumption and
-                # push everyone to their emergency floors: clamp to the most the node can draw.
-                self.implausible += 1
-                self.log({"event": "implausible_power", "node": rep.node, "power_w": power,
-                          "clamped_to_w": float(self.node_max_w[i])})
-                power = float(self.node_max_w[i])
-            self.power_w[i] = power
-            self.load[i] = rep.load
-            self.util[i] = min(rep.load, 1.0) if rep.util is None else rep.util
-            self.temp_c[i] = math.nan if rep.temp_c is None else rep.temp_c
-            self.held_w[i] = held
-            self.held_round[i] = rep.cap_round
+            raise StaleReport(f"report of {rep.node!r} from an earlier boot ({rep.boot_id!r}; current "
+                              f"{self.boot_id[i]!r}): ignored, no cap sent")
+        if not new_boot and rep.seq <= self.seq[i]:
+            # A delayed or repeated report: the cap it says is held may be older than the one the
+            # member holds now (its lease may have decayed since), so no answer could be trusted.
+            self.rejected += 1
+            # (No seq numbers in the text: an agent logs each distinct rejection once.)
+            raise StaleReport(f"report of {rep.node!r} is not newer than the last one taken (seq must increase "
+                              "with every report of one boot_id): ignored, no cap sent")
+        if new_boot:
+            if self.boot_id[i]:
+                self.old_boots[i] = ([self.boot_id[i]] + self.old_boots[i])[:BOOTS_KEPT]
+            # A new boot proves nothing about caps the previous process may still have in force.
+            held = max(held, float(self.hold_w[i]))
+        self.boot_id[i] = rep.boot_id
+        self.seq[i] = rep.seq
+        self.last_report_s[i] = now
+        power = float(rep.power_w)
+        if power > 1.5 * self.node_max_w[i]:
+            # A meter glitch (or a bug) would otherwise read as facility-wide over-consumption and
+            # push everyone to their emergency floors: clamp to the most the node can draw.
+            self.implausible += 1
+            self.log({"event": "implausible_power", "node": rep.node, "power_w": power,
+                      "clamped_to_w": float(self.node_max_w[i])})
+            power = float(self.node_max_w[i])
+        self.power_w[i] = power
+        self.load[i] = rep.load
+        self.util[i] = min(rep.load, 1.0) if rep.util is None else rep.util
+        self.temp_c[i] = math.nan if rep.temp_c is None else rep.temp_c
+        self.held_w[i] = held
+        self.held_round[i] = rep.cap_round
         sent = float(self.issued_w[i])
         reported = math.inf if rep.cap_w is None else float(rep.cap_w)
         if math.isnan(sent):
@@ -235,12 +247,11 @@ class Coordinator:
             # (a cut: an uncapped node can draw its busy power). Never a rise before a round.
             sent = reported if math.isfinite(reported) else float(self.max_w[i])
         elif not self.may_rise[i]:
-            # Not granted a rise: never more than it holds now (a decayed lease included; a stale
-            # report's cap may be older than the one it holds, so the lower of the two).
-            sent = min(sent, reported if fresh else min(reported, float(self.held_w[i])))
+            # Not granted a rise: never more than it holds now (a decayed lease included).
+            sent = min(sent, reported)
         self.sent_w[i] = sent
         # Until its next report the member holds what it reported or what it is sent now.
-        self.hold_w[i] = max(held if fresh else self.hold_w[i], sent)
+        self.hold_w[i] = max(held, sent)
         return CapGrant(node=rep.node, round=self.round, cap_w=sent, base_w=float(self.base_w[i]),
                         lease_s=self.cfg.faults.lease_s, decay_s=self.cfg.faults.decay_s,
                         report_every_s=self.cfg.round_s, emergencies=self.emergencies())
@@ -256,7 +267,10 @@ class Coordinator:
         ok = age <= self.silent_after_s
         hold = np.where(np.isfinite(self.hold_w), np.minimum(self.hold_w, self.node_max_w), self.node_max_w)
         # Lost: silent past the timeout and known to hold a cap (which decayed to the base by now).
-        lost = ~ok & (age > self.cfg.faults.node_timeout_s) & np.isfinite(self.hold_w)
+        # After a restart from the journal nobody is lost before a lease sent just before the crash
+        # could have decayed: the journal's contact times stop when its writes fail, not the answers.
+        lost = (~ok & (age > self.cfg.faults.node_timeout_s) & np.isfinite(self.hold_w)
+                & (now_s >= self.lost_not_before_s))
         state = np.where(ok, 0, np.where(lost, 2, 1)).astype(np.int8)
         counted = np.where(ok, hold, np.where(lost, np.minimum(hold, self.base_w), self.node_max_w))
         return state, counted
@@ -613,6 +627,8 @@ class Coordinator:
             self.seq[i] = seq
             self.boot_id[i] = boot
         self.round, self.next_event_id, self.events = round_id, next_id, events
+        f = self.cfg.faults
+        self.lost_not_before_s = now + f.lease_s + f.decay_s + TIMEOUT_MARGIN_S
         if parent_vals is not None and self.parent_lease is not None:
             lease = self.parent_lease
             lease.base_w, lease.decay_s = parent_vals[0], parent_vals[1]

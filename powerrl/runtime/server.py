@@ -40,7 +40,7 @@ from typing import IO, Any
 
 from powerrl.errors import ConfigError
 from powerrl.runtime.cluster import ClusterSpec
-from powerrl.runtime.coordinator import Coordinator, EventError, UnknownNode
+from powerrl.runtime.coordinator import Coordinator, EventError, StaleReport, UnknownNode
 from powerrl.runtime.protocol import API_PREFIX, API_VERSION, CapGrant, EventRequest, NodeReport
 
 #: Environment variables holding tokens when no token file is configured.
@@ -220,6 +220,9 @@ def create_app(coord: Coordinator, token: str | None, max_body_bytes: int | None
             grant = coord.report(body)
         except UnknownNode as exc:
             return _error(404, str(exc), "members are the nodes of the cluster file", node=body.node)
+        except StaleReport as exc:
+            return _error(409, str(exc), "send reports in order, one agent per node name, seq increasing "
+                          "with every report of one boot_id", node=body.node)
         return _raw_json(grant.model_dump_json())
 
     @app.post(f"{API_PREFIX}/event", response_model=None)

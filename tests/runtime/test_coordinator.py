@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from powerrl.errors import ConfigError
 from powerrl.runtime.caps import CapLease
 from powerrl.runtime.cluster import ClusterSpec, cluster_spec
-from powerrl.runtime.coordinator import Coordinator, EventError, UnknownNode
+from powerrl.runtime.coordinator import Coordinator, EventError, StaleReport, UnknownNode
 from powerrl.runtime.coordinator_cli import member_entry
 from powerrl.runtime.protocol import CapGrant, EventAnswer, EventRequest, NodeReport
 
@@ -766,10 +766,12 @@ def test_replayed_or_reordered_report_does_not_change_telemetry() -> None:
     c.report(NodeReport(node="a-0", boot_id="b1", seq=5, power_w=200.0, load=0.5, cap_w=240.0, cap_round=3))
     seen = (c.power_w[0], c.load[0], c.held_w[0], c.last_report_s[0], c.seq[0])
     f.t.advance(0.5)
-    for seq in (5, 4, 0):  # same boot, seq not increasing
-        g = c.report(NodeReport(node="a-0", boot_id="b1", seq=seq, power_w=20.0, load=0.0, cap_w=120.0))
-        assert g.node == "a-0"
+    hold, sent = c.hold_w[0], c.sent_w[0]
+    for seq in (5, 4, 0):  # same boot, seq not increasing: refused, no cap sent, nothing changes
+        with pytest.raises(StaleReport, match="not newer"):
+            c.report(NodeReport(node="a-0", boot_id="b1", seq=seq, power_w=20.0, load=0.0, cap_w=120.0))
         assert (c.power_w[0], c.load[0], c.held_w[0], c.last_report_s[0], c.seq[0]) == seen
+        assert (c.hold_w[0], c.sent_w[0]) == (hold, sent)
     f.t.advance(0.5)
     c.report(NodeReport(node="a-0", boot_id="b1", seq=6, power_w=150.0, load=0.2, cap_w=240.0))
     assert c.power_w[0] == 150.0 and c.seq[0] == 6 and c.last_report_s[0] == f.t.clock()
@@ -841,11 +843,12 @@ def test_journal_restores_caps_holds_and_events_after_a_restart(tmp_path: Path) 
     np.testing.assert_allclose(c2.last_report_s, c.last_report_s)
     rec = [e for e in logs if e["event"] == "journal_recovered"]
     assert rec and rec[0]["round"] == c.round and rec[0]["events"] == 2
-    # a replay of a report seen before the restart still changes nothing
+    # a replay of a report seen before the restart is refused and changes nothing
     m = f.members[0]
     m.seq -= 1
     power = c2.power_w[0]
-    c2.report(m.message(f.t.wall(), power_w=1.0))
+    with pytest.raises(StaleReport):
+        c2.report(m.message(f.t.wall(), power_w=1.0))
     assert c2.power_w[0] == power
 
 

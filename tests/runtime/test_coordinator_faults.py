@@ -14,7 +14,7 @@ import pytest
 
 from powerrl.errors import ConfigError
 from powerrl.runtime.cluster import cluster_spec
-from powerrl.runtime.coordinator import Coordinator
+from powerrl.runtime.coordinator import Coordinator, StaleReport
 from powerrl.runtime.coordinator_cli import member_entry
 from powerrl.runtime.protocol import EventRequest, NodeReport
 from powerrl.runtime.server import create_app
@@ -67,9 +67,10 @@ def test_a_report_from_an_older_boot_is_stale_and_never_lowers_what_the_member_m
     warm(coord, clock)
     coord.report(rep("n-0", 0, boot="b2", cap_w=None))  # the agent restarted: uncapped
     assert math.isinf(coord.hold_w[0])
-    # A delayed report of the old process says it held a low cap: stale, the hold stays.
+    # A delayed report of the old process says it held a low cap: refused, the hold stays.
     before_power = coord.power_w[0]
-    coord.report(rep("n-0", 99, boot="b1", power_w=10.0, cap_w=110.0))
+    with pytest.raises(StaleReport, match="earlier boot"):
+        coord.report(rep("n-0", 99, boot="b1", power_w=10.0, cap_w=110.0))
     assert math.isinf(coord.hold_w[0]) and coord.boot_id[0] == "b2" and coord.power_w[0] == before_power
     assert any(e["event"] == "stale_boot" and e["boot_id"] == "b1" for e in logged)
 
@@ -231,3 +232,29 @@ def test_a_member_that_holds_no_cap_is_counted_at_its_maximum_and_does_not_freez
     assert coord.issued_w[1:].sum() == pytest.approx(room, rel=1e-3)
     # Their caps plus n-0's maximum fit the budget.
     assert coord.issued_w[1:].sum() + coord.node_max_w[0] <= 800.0
+
+
+def test_a_stale_report_is_409_over_http_and_changes_nothing() -> None:
+    coord, clock, _ = coordinator()
+    warm(coord, clock)
+    app = create_app(coord, None)
+    body = {"node": "n-0", "boot_id": "b1", "seq": 0, "power_w": 10.0, "load": 0.1, "cap_w": 105.0}
+    before = (coord.hold_w.copy(), coord.sent_w.copy(), coord.power_w.copy())
+    resp = _call(app, "POST", "/v1/report", json=body)
+    assert resp.status_code == 409 and "not newer" in resp.json()["error"] and resp.json()["fix"]
+    for a, b in zip(before, (coord.hold_w, coord.sent_w, coord.power_w), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_after_a_restart_nobody_is_lost_before_a_lease_sent_before_the_crash_could_decay(tmp_path: Path) -> None:
+    """Journal writes failed for longer than node_timeout_s while answers still went out: on restart the
+    journal's contact times are old, but the members may hold caps received just before the crash."""
+    coord, clock, _ = coordinator(tmp_path)
+    warm(coord, clock)
+    clock.t += 100.0  # the journal's last contact is now 100 s old (> node_timeout_s = 8 s)
+    restarted = Coordinator(coord.spec, journal=tmp_path / "journal.json", clock=clock.clock, wall=clock.wall)
+    state, counted = restarted.classify(clock.t)
+    assert (state == 1).all() and (counted == restarted.node_max_w).all()  # silent: at their maximum
+    clock.t += FAULTS["lease_s"] + FAULTS["decay_s"] + 1.5
+    state, _ = restarted.classify(clock.t)
+    assert (state == 2).all()  # only now can their caps have decayed to their bases
