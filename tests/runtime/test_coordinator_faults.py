@@ -258,3 +258,31 @@ def test_after_a_restart_nobody_is_lost_before_a_lease_sent_before_the_crash_cou
     clock.t += FAULTS["lease_s"] + FAULTS["decay_s"] + 1.5
     state, _ = restarted.classify(clock.t)
     assert (state == 2).all()  # only now can their caps have decayed to their bases
+
+
+def test_a_bad_parent_token_stops_the_start_not_the_round_task(tmp_path: Path) -> None:
+    from powerrl.runtime.server import ParentLink
+
+    child = spec(parent={"url": "http://10.0.0.1:8470", "name": "rack-a", "token_file": str(tmp_path / "missing")})
+    with pytest.raises(ConfigError, match="parent.token_file"):
+        ParentLink(Coordinator(child, journal=False))
+    no_token = spec(parent={"url": "http://10.0.0.1:8470", "name": "rack-a"})
+    with pytest.raises(ConfigError, match="non-loopback parent"):
+        ParentLink(Coordinator(no_token, journal=False))
+
+
+def test_event_and_status_find_an_ipv6_loopback_coordinator(tmp_path: Path) -> None:
+    import argparse
+
+    import yaml
+
+    from powerrl.runtime.coordinator_cli import _client
+
+    path = tmp_path / "v6.yaml"
+    path.write_text(yaml.safe_dump({"kind": "cluster", "name": "v6", "budget_w": 500.0,
+                                    "api": {"listen": "::1", "port": 18471},
+                                    "nodes": [{"name": "n", "idle_w": IDLE_W, "busy_w": BUSY_W}]}))
+    args = argparse.Namespace(url=None, token_file=None, config=str(path), timeout_s=1.0)
+    client, url = _client(args)
+    client.close()
+    assert url == "http://[::1]:18471"

@@ -509,3 +509,16 @@ print("ok")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                          env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=REPO)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_a_dry_run_agent_reports_that_it_holds_no_cap(tree: Path, kernel: FakeKernel,
+                                                      make_agent: Callable[..., NodeAgent]) -> None:
+    """A cap it does not write is no cap: the coordinator must count the node at what it can draw."""
+    coord = FakeCoordinator(grant(200.0), grant(200.0))
+    agent = make_agent(coord, apply=False)
+    ticks(agent, kernel, 2)
+    agent.reporter.report_once()
+    assert agent.cap_tick() is not None or agent.coord_caps.cap_w == 200.0  # taken, not written
+    agent.reporter.report_once()
+    body = coord.bodies()[-1]
+    assert body["cap_w"] is None and body["cap_round"] == -1
