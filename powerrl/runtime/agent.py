@@ -54,8 +54,9 @@ from powerrl.errors import ConfigError
 from powerrl.hw.host import HostLayout, bind_host
 from powerrl.hw.safety import SafeWriter, write_atomically
 from powerrl.hw.sysfs import SysfsRoot
+from powerrl.runtime.auth import check_url
 from powerrl.runtime.caps import CAP_FILE, CapLease, read_cap_file
-from powerrl.runtime.config import HostFile, check_coordinator_url, coordinator_token
+from powerrl.runtime.config import HostFile, coordinator_token
 from powerrl.runtime.policy_thread import ControllerThread
 from powerrl.shield.config import ShieldConfig, resolve_shield_config
 from powerrl.shield.events import ShieldCounters
@@ -250,7 +251,7 @@ class NodeAgent:
     def _build_reporter(self, hcfg: Any, url: str | None, transport: Any) -> None:
         ccfg = self.host.agent.coordinator
         if url is not None:
-            url = check_coordinator_url(url, "--coordinator")
+            url = check_url(url, "--coordinator")
         url = url or ccfg.url
         if not url:
             return

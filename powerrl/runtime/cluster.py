@@ -35,6 +35,7 @@ import numpy as np
 
 from powerrl.config import from_dict, load_kind, spec
 from powerrl.errors import ConfigError
+from powerrl.runtime.auth import check_url
 from powerrl.shield.budget import MAX_NODE_W, GroupLevel
 
 #: Node and group names: what may appear in a URL path segment, a log line and a Prometheus label.
@@ -262,8 +263,7 @@ def cluster_spec(data: dict[str, Any] | None, source: str | None = None) -> Clus
     _check_name(cfg.name, "name", source)
     if cfg.parent is not None:
         _check_name(cfg.parent.name, "parent.name", source)
-        if not cfg.parent.url.startswith(("http://", "https://")):
-            raise ConfigError("parent.url", cfg.parent.url, "an http:// or https:// URL", source)
+        check_url(cfg.parent.url, "parent.url", source)
     f = cfg.faults
     least_timeout_s = f.lease_s + f.decay_s + 2 * cfg.round_s + TIMEOUT_MARGIN_S
     if f.node_timeout_s < least_timeout_s:

@@ -6,19 +6,16 @@ the agent's settings under ``agent:``; ``powerrl config check HOST.yaml`` valida
 
 from __future__ import annotations
 
-import ipaddress
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from powerrl.config import from_dict, join_key, load_kind, spec
 from powerrl.errors import ConfigError
 from powerrl.hw.host import HostConfig, host_config
+from powerrl.runtime.auth import TOKEN_ENV, check_url, needs_token, read_token
 
 #: Environment variable holding the coordinator token when ``agent.coordinator.token_file`` is not set.
-TOKEN_ENV = "POWERRL_COORDINATOR_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -39,30 +36,6 @@ class CapLeaseConfig:
         lo=0.0, unit="s", doc="then falls linearly to the guaranteed base over this long"))
 
 
-def check_coordinator_url(url: str, key: str = "agent.coordinator.url", source: str | None = None) -> str:
-    """``url`` without a trailing slash, or ConfigError unless it is an ``http(s)://host[:port][/prefix]`` URL."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise ConfigError(key, url, f"a coordinator URL such as http://coordinator:8470 ({exc})", source) from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise ConfigError(key, url, "a coordinator URL starting with http:// or https:// (e.g. "
-                          "http://coordinator:8470), without query or fragment", source)
-    return url.rstrip("/")
-
-
-def is_loopback(url: str) -> bool:
-    """Whether ``url`` names this machine (localhost or a loopback address): no token needed over plain HTTP."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 @dataclass(frozen=True)
 class CoordinatorClientConfig:
     """Where the agent reports its power and gets its cap (``powerrl coordinator``); no URL = no coordinator."""
@@ -81,7 +54,7 @@ class CoordinatorClientConfig:
     def validate(self, path: str = "", source: str | None = None) -> None:
         """A URL, when set, must be http(s)."""
         if self.url is not None:
-            check_coordinator_url(self.url, join_key(path, "url"), source)
+            check_url(self.url, join_key(path, "url"), source)
 
 
 def coordinator_token(cfg: CoordinatorClientConfig, url: str, source: str | None = None) -> str | None:
@@ -90,20 +63,8 @@ def coordinator_token(cfg: CoordinatorClientConfig, url: str, source: str | None
     Read once when the agent starts. Raises ConfigError when the token file is missing, unreadable or empty,
     and when plain HTTP to another machine would go without a token (anyone on the path could send caps).
     """
-    token: str | None
-    if cfg.token_file is not None:
-        try:
-            token = Path(cfg.token_file).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise ConfigError("agent.coordinator.token_file", cfg.token_file,
-                              f"a readable file holding the coordinator's token ({why})", source) from None
-        if not token:
-            raise ConfigError("agent.coordinator.token_file", cfg.token_file,
-                              "a file holding the coordinator's token (it is empty)", source)
-    else:
-        token = os.environ.get(TOKEN_ENV, "").strip() or None
-    if token is None and urlsplit(url).scheme == "http" and not is_loopback(url):
+    token = read_token(cfg.token_file, TOKEN_ENV, "agent.coordinator.token_file", source, min_chars=1)
+    if token is None and needs_token(url):
         raise ConfigError("agent.coordinator.url", url,
                           f"a token for plain HTTP to another machine: set agent.coordinator.token_file (or "
                           f"{TOKEN_ENV}) to the coordinator's token, or use a loopback/https URL", source)

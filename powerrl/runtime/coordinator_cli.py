@@ -29,8 +29,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from powerrl.runtime.auth import TOKEN_ENV, is_loopback, read_token
     from powerrl.runtime.coordinator import Coordinator
-    from powerrl.runtime.server import TOKEN_ENV, is_loopback, read_token
 
     spec = load_cluster(args.config)
     coord = Coordinator(spec, journal=False)
@@ -94,7 +94,7 @@ def _client(args: argparse.Namespace) -> tuple[Any, str]:
         import httpx
     except ModuleNotFoundError:
         raise ConfigError("coordinator", "httpx not installed", "pip install 'powerrl[coordinator]'") from None
-    from powerrl.runtime.server import TOKEN_ENV, read_token
+    from powerrl.runtime.auth import TOKEN_ENV, check_url, read_token
 
     url = args.url
     token_file = args.token_file
@@ -105,8 +105,7 @@ def _client(args: argparse.Namespace) -> tuple[Any, str]:
         url = url or f"http://{f'[{host}]' if ':' in host else host}:{spec.config.api.port}"
         token_file = token_file or spec.config.api.token_file
     url = url or f"http://127.0.0.1:{DEFAULT_PORT}"
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError("--url", url, "an http:// or https:// URL of the coordinator")
+    url = check_url(url, "--url")
     token = read_token(token_file, TOKEN_ENV, "--token-file")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=args.timeout_s), url

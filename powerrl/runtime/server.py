@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import ipaddress
 import json
 import math
 import os
@@ -35,53 +34,21 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import IO, Any
 
 from powerrl.errors import ConfigError
+from powerrl.runtime.auth import (  # noqa: F401 - MIN_TOKEN_CHARS, is_loopback: the server's rules, re-exported
+    MIN_TOKEN_CHARS,
+    PARENT_TOKEN_ENV,
+    TOKEN_ENV,
+    TOKEN_FIX,
+    is_loopback,
+    needs_token,
+    read_token,
+)
 from powerrl.runtime.cluster import ClusterSpec
 from powerrl.runtime.coordinator import Coordinator, EventError, StaleReport, UnknownNode
 from powerrl.runtime.protocol import API_PREFIX, API_VERSION, CapGrant, EventRequest, NodeReport
-
-#: Environment variables holding tokens when no token file is configured.
-TOKEN_ENV = "POWERRL_COORDINATOR_TOKEN"
-PARENT_TOKEN_ENV = "POWERRL_PARENT_TOKEN"
-#: Shortest accepted token: 16 characters of ``secrets.token_urlsafe`` carry 96 bits.
-MIN_TOKEN_CHARS = 16
-TOKEN_FIX = "python -c 'import secrets; print(secrets.token_urlsafe(32))' > TOKEN_FILE; chmod 600 TOKEN_FILE"
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (an address or ``localhost``) only listens on / reaches this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def read_token(token_file: str | None, env: str, key: str, source: str | None = None) -> str | None:
-    """The shared token from ``token_file`` or ``$env`` (None when neither is set).
-
-    Raises:
-        ConfigError: the file cannot be read, or the token is shorter than :data:`MIN_TOKEN_CHARS`.
-    """
-    if token_file is not None:
-        try:
-            token = Path(token_file).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeError) as exc:
-            raise ConfigError(key, token_file, f"a readable file holding the token ({exc}); create one: {TOKEN_FIX}",
-                              source) from None
-    else:
-        token = os.environ.get(env, "").strip()
-        if not token:
-            return None
-        key = f"${env}"
-    if len(token) < MIN_TOKEN_CHARS:
-        raise ConfigError(key, f"a token of {len(token)} characters", f"at least {MIN_TOKEN_CHARS} characters: "
-                          + TOKEN_FIX, source)
-    return token
 
 
 def _error(status: int, error: str, fix: str, **extra: Any) -> Any:
@@ -315,8 +282,8 @@ class ParentLink:
         assert cfg is not None
         self.coord = coord
         self.url = cfg.url.rstrip("/") + f"{API_PREFIX}/report"
-        token = read_token(cfg.token_file, PARENT_TOKEN_ENV, "parent.token_file", coord.spec.source)
-        if token is None and not is_loopback(httpx.URL(cfg.url).host):
+        token = read_token(cfg.token_file, PARENT_TOKEN_ENV, "parent.token_file", coord.spec.source, min_chars=1)
+        if token is None and needs_token(cfg.url):
             raise ConfigError("parent.token_file", None, f"the parent's token for a non-loopback parent ({TOKEN_FIX})",
                               coord.spec.source)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
