@@ -251,11 +251,20 @@ class ClusterBudgetCore(CoreClock):
         self.obs[:, -1] = np.cos(tod)
 
 
-def _spaces(cfg: ClusterBudgetConfig) -> tuple[spaces.Box, spaces.Box]:
-    lo = [f[2] for f in NODE_FIELDS] * cfg.n_nodes + [f[2] for f in GLOBAL_FIELDS]
-    hi = [f[3] for f in NODE_FIELDS] * cfg.n_nodes + [f[3] for f in GLOBAL_FIELDS]
-    return (spaces.Box(-1.0, 1.0, (cfg.n_nodes,), dtype=np.float32),
+def budget_spaces(n_nodes: int) -> tuple[spaces.Box, spaces.Box]:
+    """ClusterBudget-v0's action and observation spaces for ``n_nodes`` nodes.
+
+    The simulator and the cluster coordinator (:mod:`powerrl.runtime.allocator`) share them, so a
+    policy trained here allocates a real cluster of the same size.
+    """
+    lo = [f[2] for f in NODE_FIELDS] * n_nodes + [f[2] for f in GLOBAL_FIELDS]
+    hi = [f[3] for f in NODE_FIELDS] * n_nodes + [f[3] for f in GLOBAL_FIELDS]
+    return (spaces.Box(-1.0, 1.0, (n_nodes,), dtype=np.float32),
             spaces.Box(np.array(lo, dtype=np.float32), np.array(hi, dtype=np.float32), dtype=np.float32))
+
+
+def _spaces(cfg: ClusterBudgetConfig) -> tuple[spaces.Box, spaces.Box]:
+    return budget_spaces(cfg.n_nodes)
 
 
 class ClusterBudgetEnv(SingleCopyEnv):

@@ -17,7 +17,7 @@ from powerrl.envs import cluster_budget, datacenter, node_dvfs
 from powerrl.envs.sources import DAY_S
 from powerrl.model import power as power_model
 from powerrl.model.profiles import get_profile
-from powerrl.shield.config import resolve_shield_config
+from powerrl.shield.config import ShieldConfig, resolve_shield_config
 
 
 def _core(env: Any) -> Any:
@@ -70,6 +70,36 @@ def carbon_forecasts(core: Any) -> tuple[Any, Any]:
     return forecast, actual
 
 
+def budget_target(dt_s: float, idle_w: np.ndarray, busy_w: np.ndarray, priority: np.ndarray,
+                  group: np.ndarray | None, group_limit_w: np.ndarray | None, shield_cfg: ShieldConfig, *,
+                  freqs_mhz: np.ndarray | None = None, busy_w_at_pstate: np.ndarray | None = None,
+                  config: Any = None, rack: np.ndarray | None = None) -> ControlTarget:
+    """A ClusterBudget-v0 target: nodes' power ranges (W), priorities, one level of groups and their limits (W).
+
+    Built for the simulator by :func:`control_target` and for a real cluster by the coordinator
+    (:mod:`powerrl.runtime.allocator`). Without a P-state table (a real cluster), one P-state at busy
+    power stands in: the allocation baselines read only power ranges.
+    """
+    busy = readonly_copy(np.asarray(busy_w, dtype=np.float64))
+    extras: dict[str, Any] = {
+        "shield": shield_cfg, "busy_total_w": float(busy.sum()),
+        "priority_weight": readonly_copy(cluster_budget.PRIORITY_WEIGHT),
+        "max_frac": readonly_copy(np.asarray(shield_cfg.budget.max_frac, dtype=np.float64))}
+    if rack is not None:
+        extras["rack"] = readonly_copy(rack)
+    n = int(busy.size)
+    return ControlTarget(
+        env_id=cluster_budget.ENV_ID, dt_s=dt_s, n_units=n, config=config,
+        unit_fields=tuple(f[0] for f in cluster_budget.NODE_FIELDS),
+        global_fields=tuple(f[0] for f in cluster_budget.GLOBAL_FIELDS),
+        freqs_mhz=readonly_copy(np.asarray(freqs_mhz if freqs_mhz is not None else [1.0], dtype=np.float64)),
+        idle_w=readonly_copy(np.asarray(idle_w, dtype=np.float64)), busy_w=busy,
+        busy_w_at_pstate=readonly_copy(busy_w_at_pstate if busy_w_at_pstate is not None else busy[:, None]),
+        priority=readonly_copy(priority), group=None if group is None else readonly_copy(group),
+        group_limit_w=None if group_limit_w is None else readonly_copy(group_limit_w),
+        base_frac=readonly_copy(np.asarray(shield_cfg.budget.base_frac, dtype=np.float64)), extras=extras)
+
+
 def control_target(env: Any, shield: Any = None) -> ControlTarget:
     """The :class:`ControlTarget` of a powerrl simulator env (single, vector, wrapped, or its core).
 
@@ -98,16 +128,9 @@ def control_target(env: Any, shield: Any = None) -> ControlTarget:
             busy_w_at_pstate=readonly_copy(_busy_at_pstate(a, k)),
             extras={"shield": shield_cfg, "sla_ms": float(a.sla_ms[0]), "service_ms": float(a.service_ms[0])})
     if isinstance(core, cluster_budget.ClusterBudgetCore):
-        n = core.n
-        return ControlTarget(
-            **common(cluster_budget.ENV_ID, n, cluster_budget.NODE_FIELDS, cluster_budget.GLOBAL_FIELDS),
-            idle_w=readonly_copy(core.idle_w), busy_w=readonly_copy(core.busy_w),
-            busy_w_at_pstate=readonly_copy(_busy_at_pstate(a, n)), priority=readonly_copy(core.priority),
-            group=readonly_copy(core.pdu), group_limit_w=readonly_copy(core.pdu_limit_w),
-            base_frac=readonly_copy(np.asarray(shield_cfg.budget.base_frac, dtype=np.float64)),
-            extras={"shield": shield_cfg, "busy_total_w": core.busy_total_w, "rack": readonly_copy(core.rack),
-                    "priority_weight": readonly_copy(cluster_budget.PRIORITY_WEIGHT),
-                    "max_frac": readonly_copy(np.asarray(shield_cfg.budget.max_frac, dtype=np.float64))})
+        return budget_target(cfg.dt_s, core.idle_w, core.busy_w, core.priority, core.pdu, core.pdu_limit_w,
+                             shield_cfg, freqs_mhz=freqs, busy_w_at_pstate=_busy_at_pstate(a, core.n), config=cfg,
+                             rack=core.rack)
     if isinstance(core, datacenter.DatacenterCore):
         r = core.n_racks
         forecast, actual = carbon_forecasts(core)

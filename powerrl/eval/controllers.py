@@ -18,11 +18,11 @@ from powerrl.baselines.oracle import searches_baselines
 from powerrl.baselines.tuned import SHIPPED_TUNED, load_tuned, save_tuned  # noqa: F401 - re-exported
 from powerrl.control import controller_class, controller_names
 from powerrl.errors import ConfigError
+from powerrl.eval.policy_file import SHIPPED_POLICIES
 from powerrl.eval.runner import ControllerSpec
 
 SETS = ("all", "baselines")
-#: Trained policies shipped with the package (``powerrl/data/policies/<env>.onnx`` + ``.json``), part of ``all``.
-SHIPPED_POLICIES = Path(__file__).resolve().parent.parent / "data" / "policies"
+#: Trained policies shipped with the package are part of ``all`` (SHIPPED_POLICIES: powerrl/eval/policy_file.py).
 POLICY_SUFFIXES = (".onnx",)
 
 

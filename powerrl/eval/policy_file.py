@@ -19,6 +19,15 @@ from gymnasium import spaces
 from powerrl.control import Controller, ControlTarget
 from powerrl.errors import ConfigError
 
+#: Trained policies shipped with the package (``powerrl/data/policies/<env>.onnx`` + ``.json``).
+SHIPPED_POLICIES = Path(__file__).resolve().parent.parent / "data" / "policies"
+
+
+def shipped_policy(name: str) -> Path | None:
+    """The shipped policy ``name`` (e.g. ``nodedvfs-v0``), or None when there is none by that name."""
+    path = SHIPPED_POLICIES / f"{name}.onnx"
+    return path if path.is_file() else None
+
 
 def metadata_path(policy: Path) -> Path:
     """The metadata JSON beside a policy file (same stem)."""

@@ -24,51 +24,31 @@ import math
 from pathlib import Path
 
 import numpy as np
-from gymnasium import spaces
 
 import powerrl.baselines  # noqa: F401 - registers the allocation baselines by name
 from powerrl.control import Controller, ControlTarget, make_controller
 from powerrl.envs import cluster_budget as cb
+from powerrl.envs.target import budget_target
 from powerrl.errors import ConfigError
+from powerrl.eval.policy_file import shipped_policy
 from powerrl.runtime.cluster import ClusterSpec
 from powerrl.shield.config import ShieldConfig
-
-SHIPPED_POLICIES = Path(__file__).resolve().parent.parent / "data" / "policies"
 
 
 def cluster_target(spec: ClusterSpec, shield: ShieldConfig) -> ControlTarget:
     """The ClusterBudget-v0 :class:`ControlTarget` of a real cluster (static facts for the controller)."""
-    n = spec.n
     group = limit = None
     for level in reversed(spec.levels):
         if np.isfinite(level.limit_w).any():
             group, limit = level.group_of_node, np.where(np.isfinite(level.limit_w), level.limit_w, 1e9)
             break
-    ro = [np.array(a, dtype=np.float64) for a in (spec.idle_w, spec.busy_w)]
-    for a in ro:
-        a.flags.writeable = False
-    return ControlTarget(
-        env_id=cb.ENV_ID, dt_s=spec.config.round_s, n_units=n,
-        unit_fields=tuple(f[0] for f in cb.NODE_FIELDS), global_fields=tuple(f[0] for f in cb.GLOBAL_FIELDS),
-        freqs_mhz=np.array([1.0]), idle_w=ro[0], busy_w=ro[1], busy_w_at_pstate=ro[1][:, None],
-        priority=spec.priority, group=group, group_limit_w=limit,
-        base_frac=np.asarray(shield.budget.base_frac, dtype=np.float64),
-        extras={"shield": shield, "busy_total_w": float(spec.busy_w.sum()),
-                "priority_weight": cb.PRIORITY_WEIGHT, "max_frac": np.asarray(shield.budget.max_frac)})
-
-
-def cluster_spaces(n: int) -> tuple[spaces.Box, spaces.Box]:
-    """ClusterBudget-v0's observation and action spaces for ``n`` nodes."""
-    lo = np.array([f[2] for f in cb.NODE_FIELDS] * n + [f[2] for f in cb.GLOBAL_FIELDS], dtype=np.float32)
-    hi = np.array([f[3] for f in cb.NODE_FIELDS] * n + [f[3] for f in cb.GLOBAL_FIELDS], dtype=np.float32)
-    return spaces.Box(lo, hi, dtype=np.float32), spaces.Box(-1.0, 1.0, (n,), dtype=np.float32)
+    return budget_target(spec.config.round_s, spec.idle_w, spec.busy_w, spec.priority, group, limit, shield)
 
 
 def _policy_path(name: str) -> Path | None:
     if name.endswith(".onnx"):
         return Path(name)
-    shipped = SHIPPED_POLICIES / f"{name}.onnx"
-    return shipped if name.startswith("clusterbudget") and shipped.is_file() else None
+    return shipped_policy(name) if name.startswith("clusterbudget") else None
 
 
 class Allocator:
@@ -84,7 +64,7 @@ class Allocator:
         self.spec = spec
         self.name = name
         self.target = cluster_target(spec, shield)
-        self.observation_space, self.action_space = cluster_spaces(spec.n)
+        self.action_space, self.observation_space = cb.budget_spaces(spec.n)
         path = _policy_path(name)
         controller: Controller
         if path is not None:

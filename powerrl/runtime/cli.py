@@ -24,9 +24,9 @@ DEFAULT_POLICY = "nodedvfs-v0"
 
 
 def _shipped_policy(name: str) -> str:
-    from importlib.resources import files
+    from powerrl.eval.policy_file import SHIPPED_POLICIES
 
-    return str(files("powerrl") / "data" / "policies" / f"{name}.onnx")
+    return str(SHIPPED_POLICIES / f"{name}.onnx")
 
 
 def _controller_arg(args: argparse.Namespace) -> str:
