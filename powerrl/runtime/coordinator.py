@@ -125,19 +125,11 @@ class Coordinator:
         self.log = log or (lambda _obj: None)
         shield_cfg = resolve_shield_config(cfg.shield).for_period(cfg.round_s)
         self.shield_cfg = shield_cfg
-        self.shield = CapShield(shield_cfg, spec.idle_w, spec.busy_w, spec.priority, spec.levels)
+        self.shield = CapShield(shield_cfg, spec.idle_w, spec.busy_w, spec.priority, spec.levels, base_w=spec.base_w)
         self.nominal = self.shield.topology
         self.allocator = Allocator(spec, shield_cfg, cfg.allocator)
         n = self.n = spec.n
         self.index = spec.index()
-        if np.isfinite(spec.base_w).any():
-            # Per-member bases set in the cluster file (a rack coordinator's summed bases) replace the
-            # shield's priority rule for those members.
-            nom = self.nominal
-            base = np.where(np.isfinite(spec.base_w), spec.base_w, nom.base_w)
-            self.nominal = PowerTopology(nom.priority, base, np.maximum(nom.max_w, base), nom.levels,
-                                         nom.emergency_cut, nom.min_w)
-            self.shield.set_topology(self.nominal)
         self.base_w = np.array(self.nominal.base_w)
         self.max_w = np.array(self.nominal.max_w)
         #: Most a member can draw: its busy power (an uncapped node), at least its max cap.

@@ -37,18 +37,25 @@ class CapShield:
             from ``cfg.budget.base_frac`` (by priority) and ``cfg.budget.max_frac``.
         priority: each node's priority level (0 = Critical ... 4 = Background).
         levels: power groups, innermost first (rack, then PDU), with their limits (W).
+        base_w: optional per-node guaranteed base (W) replacing the ``base_frac`` rule where finite
+            (NaN: the rule), e.g. a rack coordinator's summed bases in its parent; max caps are raised
+            to it where it is higher.
     """
 
     def __init__(self, cfg: ShieldConfig, idle_w: np.ndarray, busy_w: np.ndarray, priority: np.ndarray,
-                 levels: tuple[GroupLevel, ...] = ()) -> None:
+                 levels: tuple[GroupLevel, ...] = (), base_w: np.ndarray | None = None) -> None:
         self.cfg = cfg
         bcfg = cfg.budget
         idle = np.asarray(idle_w, dtype=np.float64)
         dyn = np.asarray(busy_w, dtype=np.float64) - idle
         prio = np.asarray(priority, dtype=np.int64)
         base = idle + np.asarray(bcfg.base_frac)[prio] * dyn
+        if base_w is not None:
+            given = np.asarray(base_w, dtype=np.float64)
+            base = np.where(np.isfinite(given), given, base)
         # Emergency floors stop at idle power: a node cannot draw less while it is on.
-        self.topology = PowerTopology(priority=prio, base_w=base, max_w=idle + bcfg.max_frac * dyn, levels=levels,
+        self.topology = PowerTopology(priority=prio, base_w=base, max_w=np.maximum(idle + bcfg.max_frac * dyn, base),
+                                      levels=levels,
                                       emergency_cut=tuple(bcfg.emergency_cut),  # type: ignore[arg-type]
                                       min_w=idle)
         self.n = idle.size
