@@ -46,10 +46,8 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -60,6 +58,16 @@ from typing import IO, Any
 
 import numpy as np
 import yaml
+from process_stats import (  # benchmarks/process_stats.py, beside this script
+    free_port,
+    machine,
+    main_thread_cpu_s,
+    pct,
+    powerrl_cli,
+    proc_cpu_s,
+    proc_kb,
+    read_log,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 HOST_TEMPLATE = REPO / "configs" / "hosts" / "example.yaml"
@@ -67,85 +75,26 @@ POLICY = REPO / "powerrl" / "data" / "policies" / "nodedvfs-v0.onnx"
 GOAL_TICK_P99_MS = 1.0
 GOAL_RSS_MB = 150.0
 GOAL_CPU_PCT = 1.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 FK_STATE = ".powerrl-fake-kernel"
 STAGES = ("sample", "of which /proc/stat", "observation", "policy", "shield", "actuate", "log line")
 AGENT_PERIOD_S = 0.1  # the host file's agent.period_ms
 
 
 # -- small helpers ------------------------------------------------------------------------------------
-def powerrl_cli() -> list[str]:
-    """The ``powerrl`` console script of this interpreter's environment (or its entry point)."""
-    script = Path(sys.executable).parent / "powerrl"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "import sys; from powerrl.cli import main; sys.exit(main())"]
 
 
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (f"{len(os.sched_getaffinity(0))} CPUs (nproc), {model}, Linux {platform.release()}, "
-            f"Python {platform.python_version()}")
 
 
-def proc_cpu_s(pid: int) -> float:
-    """utime + stime of every thread of ``pid`` (s; resolution 1/CLK_TCK)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-        text = fh.read()
-    fields = text[text.rindex(")") + 2:].split()  # fields[0] is field 3 (state)
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def main_thread_cpu_s(pid: int) -> float:
-    """utime + stime of the main thread of ``pid`` alone (the control loop), s."""
-    with open(f"/proc/{pid}/task/{pid}/stat", encoding="ascii") as fh:
-        text = fh.read()
-    fields = text[text.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def proc_kb(pid: int, key: str) -> float:
-    """A ``kB`` line of ``/proc/PID/status`` (``VmRSS``, ``VmHWM``); NaN when gone."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return float(line.split()[1])
-    except OSError:
-        pass
-    return math.nan
 
 
-def pct(a: Any, q: float) -> float:
-    a = np.asarray(a, dtype=np.float64)
-    return float(np.percentile(a, q)) if a.size else math.nan
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-def read_log(path: Path) -> list[dict[str, Any]]:
-    out = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if line:
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass  # a line being written
-    return out
 
 
 def wait_for(cond, timeout_s: float, what: str, poll_s: float = 0.05, procs: tuple[subprocess.Popen, ...] = ()

@@ -43,17 +43,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
-import os
-import platform
 import random
 import resource
 import secrets
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -64,6 +60,15 @@ from typing import Any
 
 import numpy as np
 import yaml
+from process_stats import (  # benchmarks/process_stats.py, beside this script
+    free_port,
+    machine,
+    pct,
+    powerrl_cli,
+    proc_cpu_s,
+    proc_kb,
+    read_log,
+)
 
 from powerrl.model.profiles import get_profile
 from powerrl.runtime.caps import CapLease
@@ -83,25 +88,11 @@ GRID_CUT_WITHIN_S = 5.0
 WARMUP_ROUNDS = 3
 SAMPLE_S = 0.1
 GOAL_ROUND_S = 1.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # -- small helpers ------------------------------------------------------------------------------------
-def powerrl_cli() -> list[str]:
-    """The ``powerrl`` console script of this interpreter's environment (or the module)."""
-    script = Path(sys.executable).parent / "powerrl"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "powerrl.cli"]
 
 
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (f"{len(os.sched_getaffinity(0))} CPUs (nproc), {model}, Linux {platform.release()}, "
-            f"Python {platform.python_version()}")
 
 
 def commit() -> str:
@@ -115,21 +106,8 @@ def commit() -> str:
         return "?"
 
 
-def proc_cpu_s(pid: int) -> float:
-    """utime + stime of every thread of ``pid`` (s; resolution 1/CLK_TCK)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-        text = fh.read()
-    fields = text[text.rindex(")") + 2:].split()  # fields[0] is field 3 (state)
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def proc_kb(pid: int, key: str) -> float:
-    """A ``kB`` line of ``/proc/PID/status`` (``VmRSS``, ``VmHWM``); NaN when gone."""
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return float(line.split()[1])
-    return math.nan
 
 
 def self_cpu_s() -> float:
@@ -137,9 +115,6 @@ def self_cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def pct(a: Any, q: float) -> float:
-    a = np.asarray(a, dtype=np.float64)
-    return float(np.percentile(a, q)) if a.size else math.nan
 
 
 def top(a: Any) -> float:
@@ -147,19 +122,8 @@ def top(a: Any) -> float:
     return float(a.max()) if a.size else math.nan
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-def read_log(path: Path) -> list[dict[str, Any]]:
-    out = []
-    with contextlib.suppress(FileNotFoundError), open(path, encoding="utf-8") as fh:
-        for line in fh:
-            with contextlib.suppress(json.JSONDecodeError):
-                out.append(json.loads(line))
-    return out
 
 
 # -- the cluster --------------------------------------------------------------------------------------
