@@ -104,6 +104,12 @@ def _unnum(x: Any, default: float) -> float:
     return default if x is None else float(x)
 
 
+def cluster_shield(spec: ClusterSpec) -> CapShield:
+    """The budget shield of a cluster: its shield config bound to the round, its nodes, groups and bases."""
+    cfg = resolve_shield_config(spec.config.shield).for_period(spec.config.round_s)
+    return CapShield(cfg, spec.idle_w, spec.busy_w, spec.priority, spec.levels, base_w=spec.base_w)
+
+
 class Coordinator:
     """One coordinator of a cluster (or of one rack, under a parent).
 
@@ -123,9 +129,8 @@ class Coordinator:
         cfg = self.cfg = spec.config
         self.clock, self.wall = clock, wall
         self.log = log or (lambda _obj: None)
-        shield_cfg = resolve_shield_config(cfg.shield).for_period(cfg.round_s)
-        self.shield_cfg = shield_cfg
-        self.shield = CapShield(shield_cfg, spec.idle_w, spec.busy_w, spec.priority, spec.levels, base_w=spec.base_w)
+        self.shield = cluster_shield(spec)
+        shield_cfg = self.shield_cfg = self.shield.cfg
         self.nominal = self.shield.topology
         self.allocator = Allocator(spec, shield_cfg, cfg.allocator)
         n = self.n = spec.n
@@ -194,7 +199,8 @@ class Coordinator:
             raise UnknownNode(f"node {rep.node!r} is not in cluster {self.cfg.name!r}: add it to the cluster file's "
                               "nodes: and restart the coordinator, or fix the agent's coordinator.node")
         now = self.clock()
-        held = math.inf if rep.cap_w is None else float(rep.cap_w)
+        reported = math.inf if rep.cap_w is None else float(rep.cap_w)
+        held = reported
         new_boot = rep.boot_id != self.boot_id[i]
         if new_boot and rep.boot_id in self.old_boots[i]:
             # An older boot's report, delayed, or a second agent under this name.
@@ -233,7 +239,6 @@ class Coordinator:
         self.held_w[i] = held
         self.held_round[i] = rep.cap_round
         sent = float(self.issued_w[i])
-        reported = math.inf if rep.cap_w is None else float(rep.cap_w)
         if math.isnan(sent):
             # No decision yet (a cold start): keep what it holds, or its max cap if it holds none
             # (a cut: an uncapped node can draw its busy power). Never a rise before a round.
@@ -257,7 +262,7 @@ class Coordinator:
         """``(state [n] int8: 0 ok, 1 silent, 2 lost; counted_w [n])`` at monotonic time ``now_s``."""
         age = now_s - self.last_report_s
         ok = age <= self.silent_after_s
-        hold = np.where(np.isfinite(self.hold_w), np.minimum(self.hold_w, self.node_max_w), self.node_max_w)
+        hold = np.minimum(self.hold_w, self.node_max_w)  # no node draws more than its maximum (inf: uncapped)
         # Lost: silent past the timeout and known to hold a cap (which decayed to the base by now).
         # After a restart from the journal nobody is lost before a lease sent just before the crash
         # could have decayed: the journal's contact times stop when its writes fail, not the answers.
@@ -317,8 +322,7 @@ class Coordinator:
         cooling = any(e.kind == "cooling_failure" for e in self.events.values())
         safe, events = self.shield.filter(request, measured, budget, time_s=wall, announced_budget_w=announced,
                                           deadline_s=deadline, emergency=cooling)
-        low = np.minimum(np.where(np.isfinite(self.held_w), self.held_w, self.node_max_w),
-                         np.where(np.isnan(self.sent_w), np.inf, self.sent_w))
+        low = np.fmin(np.minimum(self.held_w, self.node_max_w), self.sent_w)  # fmin: NaN (nothing sent) ignored
         caps, may_rise = self.gate_rises(safe, hold, np.where(pinned, counted, low))
         # A member we cannot hear from is sent no more than it may hold already: when it (or every
         # member, after a coordinator stall) reports again, that is no rise. Counting it at its

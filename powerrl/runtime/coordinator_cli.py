@@ -75,12 +75,12 @@ def member_entry(spec: ClusterSpec, priority: int, group: str | None) -> dict[st
     The base is this coordinator's own (its members' bases under its shield), rounded up: the
     parent must never count the rack below what the rack guarantees its members.
     """
-    from powerrl.runtime.coordinator import Coordinator
+    from powerrl.runtime.coordinator import cluster_shield
 
     cfg = spec.config
     if cfg.parent is None:
         raise ConfigError("parent", None, "a parent: section (url, name) in the cluster file", spec.source)
-    base_w = float(Coordinator(spec, journal=False).base_w.sum())
+    base_w = float(cluster_shield(spec).topology.base_w.sum())  # no allocator or policy session needed
     entry: dict[str, Any] = {"name": cfg.parent.name, "priority": priority,
                              "idle_w": round(float(spec.idle_w.sum()), 1), "busy_w": round(float(spec.busy_w.sum()), 1),
                              "base_w": math.ceil(base_w * 10) / 10}
