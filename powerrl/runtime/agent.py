@@ -384,9 +384,8 @@ class NodeAgent:
         lease = self.coord_caps
         now = time.time()
         before = self.node_cap_w(now)
-        lease.base_w, lease.lease_s, lease.decay_s = grant.base_w, grant.lease_s, grant.decay_s
         # The lease counts from receipt on this clock: the coordinator's clock may differ from ours.
-        lease.set(grant.cap_w, received_s, grant.lease_s)
+        lease.take(grant, received_s)
         self.coord_round = grant.round
         seen = (grant.cap_w, grant.base_w, grant.emergencies)
         if seen != self._grant_seen:

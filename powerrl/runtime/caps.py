@@ -19,6 +19,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from powerrl.errors import ConfigError
 from powerrl.hw.safety import write_atomically
@@ -51,6 +52,15 @@ class CapLease:
         self.cap_w = math.inf if cap_w is None else float(cap_w)
         self.issued_s = float(issued_s)
         self.cap_lease_s = self.lease_s if lease_s is None else float(lease_s)
+
+    def take(self, grant: Any, received_s: float) -> None:
+        """A coordinator's grant (:class:`powerrl.runtime.protocol.CapGrant`) received at ``received_s``.
+
+        The grant carries its own base, lease and decay: the coordinator counts a silent member at
+        that base once the lease and decay it sent have run out, so the holder must follow them.
+        """
+        self.base_w, self.lease_s, self.decay_s = float(grant.base_w), float(grant.lease_s), float(grant.decay_s)
+        self.set(grant.cap_w, received_s, grant.lease_s)
 
     def value(self, now_s: float) -> float:
         """The cap in force at ``now_s`` (W; inf = none)."""

@@ -517,8 +517,7 @@ class Coordinator:
             raise EventError("this coordinator has no parent: section in its cluster file")
         wall = self.wall()
         before = self.budget_w(wall)[0]
-        lease.base_w, lease.lease_s, lease.decay_s = grant.base_w, grant.lease_s, grant.decay_s
-        lease.set(grant.cap_w, wall, grant.lease_s)
+        lease.take(grant, wall)
         self.parent_round = grant.round
         return self.budget_w(wall)[0] < before - 1e-9
 
