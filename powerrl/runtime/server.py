@@ -37,8 +37,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO, Any
 
 from powerrl.errors import ConfigError
-from powerrl.runtime.auth import (  # noqa: F401 - MIN_TOKEN_CHARS, is_loopback: the server's rules, re-exported
-    MIN_TOKEN_CHARS,
+from powerrl.runtime.auth import (
     PARENT_TOKEN_ENV,
     TOKEN_ENV,
     TOKEN_FIX,

@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 
 from powerrl.errors import ConfigError
+from powerrl.runtime.auth import MIN_TOKEN_CHARS, is_loopback, read_token
 from powerrl.runtime.cluster import cluster_spec
 from powerrl.runtime.coordinator import Coordinator
 from powerrl.runtime.protocol import CapGrant, EventAnswer
-from powerrl.runtime.server import MIN_TOKEN_CHARS, create_app, is_loopback, read_token
+from powerrl.runtime.server import create_app
 
 TOKEN = "s3cret-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
