@@ -100,6 +100,11 @@ def _num(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
+def _column(a: np.ndarray) -> list[float | None]:
+    """A float array as a JSON-ready list: inf and NaN become None (as :func:`_num` does per value)."""
+    return [x if math.isfinite(x) else None for x in a.tolist()]
+
+
 def _unnum(x: Any, default: float) -> float:
     return default if x is None else float(x)
 
@@ -547,13 +552,11 @@ class Coordinator:
     def _write_journal(self, wall_s: float, round_id: int, issued_w: np.ndarray) -> None:
         if self.journal_path is None:
             return
-        now = self.clock()
-        nodes = {}
-        for i, name in enumerate(self.spec.names):
-            last = self.last_report_s[i]
-            nodes[name] = [_num(self.held_w[i]), _num(self.sent_w[i]), _num(self.hold_w[i]), _num(issued_w[i]),
-                           _num(wall_s - (now - last)) if math.isfinite(last) else None, int(self.seq[i]),
-                           self.boot_id[i]]
+        # Whole columns at once (this runs every round, before any cap goes out): non-finite -> null.
+        last_wall = wall_s - (self.clock() - self.last_report_s)
+        cols = [_column(a) for a in (self.held_w, self.sent_w, self.hold_w, issued_w, last_wall)]
+        nodes = dict(zip(self.spec.names, map(list, zip(*cols, self.seq.tolist(), self.boot_id, strict=True)),
+                         strict=True))
         lease = self.parent_lease
         doc = {"version": JOURNAL_VERSION, "api": API_VERSION, "name": self.cfg.name, "round": round_id,
                "wall_s": wall_s, "next_event_id": self.next_event_id,
