@@ -35,6 +35,11 @@ def test_native_equals_python_reader_with_wrap(tmp_path) -> None:
     pyp = PyReader(root, sensors, preopened=True)
     with Sampler(root, sensors, capacity=64) as s:
         s.stop()
+        # One sample from each reader first: the sampler's thread may have taken a sample before stop(),
+        # and a reader without a previous sample has no rate (util NaN) while one with it has.
+        # (A step first, so that the primed energy is above any sample the thread took.)
+        fk.step(0.1)
+        s.sample_once(), py.sample(), pyp.sample()
         wrapped = False
         prev = None
         for step in range(30):
